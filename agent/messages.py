@@ -1,0 +1,102 @@
+"""Versioned messages between reducers, the agent service and plans.
+
+Positions are in named coordinates and engineering units (the agent config names the units).
+Messages travel as JSON or msgpack, never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Literal
+
+import msgpack
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from agent.errors import MessageError
+
+SCHEMA_VERSION = 1
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Name = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    def to_msgpack(self) -> bytes:
+        return msgpack.packb(self.model_dump(mode="json"), use_bin_type=True)
+
+    @classmethod
+    def from_json(cls, payload: bytes | str):
+        """Parse JSON. Raises MessageError naming the offending field and value."""
+        try:
+            return cls.model_validate(json.loads(payload))
+        except (ValueError, TypeError) as exc:
+            raise MessageError(_explain(cls, exc)) from None
+
+    @classmethod
+    def from_msgpack(cls, payload: bytes):
+        """Parse msgpack. Raises MessageError naming the offending field and value."""
+        try:
+            return cls.model_validate(msgpack.unpackb(payload, raw=False, strict_map_key=True))
+        except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
+                msgpack.StackError) as exc:
+            raise MessageError(_explain(cls, exc)) from None
+
+
+def _explain(cls: type, exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        parts = [
+            f"{'.'.join(map(str, e['loc'])) or '<message>'}={e.get('input')!r}: {e['msg']}"
+            for e in exc.errors()[:5]
+        ]
+        return f"invalid {cls.__name__}: " + "; ".join(parts)
+    return f"invalid {cls.__name__}: not decodable ({exc})"
+
+
+class Measurement(_Message):
+    """One reduced measurement at one point.
+
+    ``values`` holds the reduced signal(s), e.g. ``{"det_norm": 0.83}``. ``variances`` holds
+    their noise variances where known (counting statistics give them). A failed measurement
+    carries ``failure`` (the reason) and no values: it is data, not a crash.
+    """
+
+    run_uid: Name
+    seq: int = Field(ge=0, description="sequence number of the point within the run")
+    positions: dict[Name, FiniteFloat] = Field(min_length=1)
+    values: dict[Name, FiniteFloat] = Field(default_factory=dict)
+    variances: dict[Name, Annotated[FiniteFloat, Field(ge=0)]] | None = None
+    timestamp: FiniteFloat = Field(default_factory=time.time, description="unix time, s")
+    failure: str | None = Field(default=None, max_length=500)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Measurement:
+        if self.failure is None and not self.values:
+            raise ValueError("values is empty and no failure given")
+        if self.variances and not set(self.variances) <= set(self.values):
+            extra = sorted(set(self.variances) - set(self.values))
+            raise ValueError(f"variances for {extra} which are not in values {sorted(self.values)}")
+        return self
+
+
+class Proposal(_Message):
+    """Points to measure next, with the decision's provenance.
+
+    ``points`` are ordered to reduce travel; ``acquisition_values`` align with them.
+    """
+
+    proposal_id: int = Field(ge=0)
+    points: list[dict[Name, FiniteFloat]]
+    acquisition_function: str
+    acquisition_values: list[FiniteFloat]
+    phase: Literal["initial_design", "gp", "done"]
+    hyperparameters: list[FiniteFloat] = Field(default_factory=list)
+    n_measurements: int = Field(ge=0, description="measurements the decision was based on")
+    decision_time_s: FiniteFloat = Field(ge=0)
+    stop_reason: str | None = Field(default=None, description="set when phase is 'done'")
