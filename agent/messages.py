@@ -52,11 +52,26 @@ class _Message(BaseModel):
 def _explain(cls: type, exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         parts = [
-            f"{'.'.join(map(str, e['loc'])) or '<message>'}={e.get('input')!r}: {e['msg']}"
+            f"{'.'.join(map(str, e['loc'])) or '<message>'}={_short(e.get('input'))}: {e['msg']}"
             for e in exc.errors()[:5]
         ]
         return f"invalid {cls.__name__}: " + "; ".join(parts)
-    return f"invalid {cls.__name__}: not decodable ({exc})"
+    return f"invalid {cls.__name__}: not decodable ({type(exc).__name__}: {_short(str(exc))})"
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def decode_measurement(payload: bytes) -> Measurement:
+    """Parse a Measurement sent as JSON (starts with ``{``) or msgpack (a map).
+
+    Raises MessageError naming the offending field and value.
+    """
+    if payload.lstrip()[:1] == b"{":
+        return Measurement.from_json(payload)
+    return Measurement.from_msgpack(payload)
 
 
 class Measurement(_Message):

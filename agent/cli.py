@@ -1,0 +1,60 @@
+"""``beamagent agent --config configs/agent.yaml``: serve the GP decision engine over ZeroMQ.
+
+Binds 127.0.0.1 unless ``--host`` or ``--bind-all`` says otherwise. SIGINT/SIGTERM stop it
+cleanly (final engine checkpoint; the measurement log is always current). On start it prints
+one line ``READY request=... measurement=... status=...`` to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads BLAS (FIELD_NOTES)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="agent YAML (engine: and service:)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--host", default=None, help="bind address (default from config: "
+                       "127.0.0.1)")
+    where.add_argument("--bind-all", action="store_true", help="bind 0.0.0.0 (all interfaces)")
+    parser.add_argument("--request-port", type=int, default=None)
+    parser.add_argument("--measurement-port", type=int, default=None)
+    parser.add_argument("--status-port", type=int, default=None)
+    parser.add_argument("--checkpoint-dir", default=None, help="overrides service.checkpoint_dir")
+    parser.add_argument("--log-level", default="INFO")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s "
+                        "%(message)s")
+    from agent.service import AgentService
+    from agent.service_config import load_agent_config
+
+    config = load_agent_config(args.config)
+    overrides = {k: v for k, v in {
+        "host": "0.0.0.0" if args.bind_all else args.host,
+        "request_port": args.request_port, "measurement_port": args.measurement_port,
+        "status_port": args.status_port, "checkpoint_dir": args.checkpoint_dir,
+    }.items() if v is not None}
+    service_config = type(config.service).model_validate(
+        {**config.service.model_dump(), **overrides})
+    service = AgentService(config.engine, service_config)
+    addresses = service.bind()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print("READY " + " ".join(f"{k}={v}" for k, v in sorted(addresses.items())), flush=True)
+    service.run(stop)
+    logging.getLogger(__name__).info("stopped cleanly")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="beamagent agent", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

@@ -1,0 +1,119 @@
+"""The agent's request/reply wire protocol (JSON envelopes over ZeroMQ ROUTER/DEALER).
+
+Requests (one JSON object per message, ``schema_version`` 1):
+
+- ``{"type": "ask", "n": 1, "current_position": {"x": 0.0}, "request_id": 7}``
+- ``{"type": "tell", "measurement": {...Measurement...}, "request_id": 8}``
+- ``{"type": "status", "request_id": 9}``
+- ``{"type": "config", "request_id": 10}``
+
+Replies echo ``request_id`` and carry ``type`` "proposal", "ok", "status", "config" or
+"error" (with ``error``: a reason naming the field and the value). Never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from agent.errors import MessageError
+from agent.messages import SCHEMA_VERSION, FiniteFloat, Measurement, Name
+
+MAX_BATCH = 100
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    schema_version: Literal[1] = SCHEMA_VERSION
+    request_id: int = Field(default=0, ge=0)
+
+
+class AskRequest(_Request):
+    """Ask for the next ``n`` points; ``current_position`` (engineering units) for travel cost."""
+
+    type: Literal["ask"]
+    n: int = Field(default=1, ge=1, le=MAX_BATCH)
+    current_position: dict[Name, FiniteFloat] | None = None
+
+
+class TellRequest(_Request):
+    """Hand one measurement to the engine and get an acknowledgement (the direct path)."""
+
+    type: Literal["tell"]
+    measurement: Measurement
+
+
+class StatusRequest(_Request):
+    type: Literal["status"]
+
+
+class ConfigRequest(_Request):
+    type: Literal["config"]
+
+
+Request = Annotated[
+    AskRequest | TellRequest | StatusRequest | ConfigRequest, Field(discriminator="type")
+]
+_REQUEST = TypeAdapter(Request)
+
+
+def parse_request(payload: bytes) -> AskRequest | TellRequest | StatusRequest | ConfigRequest:
+    """Decode one request. Raises MessageError naming the offending field and value."""
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MessageError(f"invalid request: not JSON ({exc})") from None
+    try:
+        return _REQUEST.validate_python(data)
+    except ValidationError as exc:
+        parts = [
+            f"{'.'.join(map(str, e['loc'])) or '<request>'}={_short(e.get('input'))}: {e['msg']}"
+            for e in exc.errors()[:5]
+        ]
+        raise MessageError("invalid request: " + "; ".join(parts)) from None
+
+
+def request_id_of(payload: bytes) -> int:
+    """Best-effort request_id of a (possibly invalid) request, so errors can be matched."""
+    try:
+        rid = json.loads(payload).get("request_id", 0)
+        return rid if isinstance(rid, int) and rid >= 0 else 0
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return 0
+
+
+def encode_reply(kind: str, request_id: int, **body: Any) -> bytes:
+    """One reply envelope as JSON bytes. Non-finite floats become null (JSON has no NaN)."""
+    envelope = {"schema_version": SCHEMA_VERSION, "type": kind, "request_id": request_id, **body}
+    return json.dumps(_finite(envelope), allow_nan=False).encode()
+
+
+def decode_reply(payload: bytes) -> dict[str, Any]:
+    """Parse a reply envelope. Raises MessageError if it is not one."""
+    try:
+        reply = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MessageError(f"invalid reply: not JSON ({exc})") from None
+    if not isinstance(reply, dict) or "type" not in reply:
+        raise MessageError(f"invalid reply: no 'type' in {_short(reply)}")
+    return reply
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    if hasattr(obj, "tolist"):  # numpy scalars and arrays
+        return _finite(obj.tolist())
+    return obj
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

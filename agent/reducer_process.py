@@ -1,0 +1,124 @@
+"""Reducers in their own process, fed by bluesky's zmq Proxy with msgpack (never pickle).
+
+    beamagent-side:  RE.subscribe(Publisher("127.0.0.1:5577", serializer=doc_codec.dumps))
+    proxy:           bluesky-0MQ-proxy, or bluesky.callbacks.zmq.Proxy("tcp://127.0.0.1:5577",
+                     "tcp://127.0.0.1:5578").start()
+    reducers:        python -m agent.reducers --config configs/agent.yaml \
+                         --proxy tcp://127.0.0.1:5578 [--agent tcp://127.0.0.1:5581]
+
+The subscriber here reads the Publisher's framing (``prefix name payload``) itself rather than
+through ``RemoteDispatcher``: there an unknown document name raises KeyError inside its poll
+task and ends the dispatcher, so one stray message would stop all reduction. Here a bad message
+is logged, counted and skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterable
+
+import zmq
+from event_model import DocumentNames
+
+from agent import doc_codec
+from agent.reducers import ImageReducer, Reducer, ScalarReducer
+from agent.service_config import ImageReducerConfig, ReducerConfig, load_agent_config
+
+logger = logging.getLogger("agent.reducers")
+
+
+def build_reducers(configs: Iterable[ReducerConfig], address: str,
+                   encoding: str = "msgpack") -> list[Reducer]:
+    """Reducers from the ``reducers:`` section, each PUSHing to ``address``."""
+    reducers: list[Reducer] = []
+    for c in configs:
+        common = dict(positions=c.positions, address=address, encoding=encoding,
+                      counting_statistics=c.counting_statistics)
+        if isinstance(c, ImageReducerConfig):
+            reducers.append(ImageReducer(c.image, roi=c.roi, value_prefix=c.value_prefix,
+                                         **common))
+        else:
+            reducers.append(ScalarReducer(c.value_name, c.detector, c.monitor, **common))
+    return reducers
+
+
+class DocumentSubscriber:
+    """SUB socket on a bluesky zmq Proxy's out address; routes decoded documents to callbacks."""
+
+    def __init__(self, address: str, callbacks: list[Callable], prefix: bytes = b""):
+        self.address, self.callbacks, self.prefix = address, callbacks, prefix
+        self.n_documents = self.n_bad = 0
+        self._ctx = zmq.Context()
+        self._socket = self._ctx.socket(zmq.SUB)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.SUBSCRIBE, b"")
+        self._socket.connect(address)
+
+    def run(self, stop: threading.Event) -> None:
+        """Route documents until ``stop`` is set."""
+        try:
+            while not stop.is_set():
+                if self._socket.poll(100):
+                    self.handle(self._socket.recv())
+        finally:
+            self._socket.close()
+            self._ctx.term()
+
+    def handle(self, message: bytes) -> None:
+        try:
+            prefix, name, payload = message.split(b" ", 2)
+            name = DocumentNames[name.decode()].name
+            doc = doc_codec.loads(payload)
+        except Exception as exc:  # any bad message is skipped, never fatal
+            self.n_bad += 1
+            logger.error("bad document message skipped (%d bytes): %s", len(message), exc)
+            return
+        if self.prefix and prefix != self.prefix:
+            return
+        self.n_documents += 1
+        if name == "start":
+            logger.info("run start uid=%s", doc.get("uid"))
+        for callback in self.callbacks:
+            try:
+                callback(name, doc)
+            except Exception:
+                logger.exception("reducer %r failed on a %s document", callback, name)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="agent YAML with a reducers: section")
+    parser.add_argument("--proxy", required=True,
+                        help="out address of the bluesky zmq Proxy, e.g. tcp://127.0.0.1:5578")
+    parser.add_argument("--agent", default=None,
+                        help="service measurement address (default: from the service: section)")
+    parser.add_argument("--encoding", choices=["msgpack", "json"], default="msgpack")
+    parser.add_argument("--log-level", default="INFO")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m agent.reducers", description=__doc__)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
+    config = load_agent_config(args.config)
+    if not config.reducers:
+        parser.error(f"{args.config} has no reducers: section")
+    service = config.service
+    address = args.agent or f"tcp://127.0.0.1:{service.measurement_port}"
+    reducers = build_reducers(config.reducers, address, args.encoding)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    subscriber = DocumentSubscriber(args.proxy, reducers)
+    logger.info("reducing documents from %s into %s", args.proxy, address)
+    try:
+        subscriber.run(stop)
+    finally:
+        for reducer in reducers:
+            reducer.close()
+        logger.info("stopped: %d documents, %d bad, %d measurements sent", subscriber.n_documents,
+                    subscriber.n_bad, sum(r.n_sent for r in reducers))
+    return 0

@@ -1,0 +1,336 @@
+"""The agent service: the engine behind ZeroMQ sockets.
+
+Sockets (bound to 127.0.0.1 unless configured otherwise):
+
+- PULL ``measurement_address``: Measurements as JSON or msgpack (reducers PUSH here);
+- ROUTER ``request_address``: JSON request envelopes (see ``agent.protocol``), one reply each;
+- PUB ``status_address``: ``[b"status", JSON]`` periodically and after each proposal.
+
+One I/O thread owns the sockets; proposals are computed on a worker thread, so measurements are
+ingested while an ask is in progress. Bad input is rejected with a reason naming the field and
+the value, counted in the status, answered with an error envelope if there is a requester, and
+the service keeps running. Accepted measurements go to a write-ahead log before they are
+acknowledged (``agent.wal``); a restart rebuilds the engine from it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from agent.config import EngineConfig
+from agent.engine import Engine
+from agent.errors import AgentError, MessageError
+from agent.messages import Measurement, decode_measurement
+from agent.protocol import (
+    AskRequest,
+    ConfigRequest,
+    StatusRequest,
+    TellRequest,
+    encode_reply,
+    parse_request,
+    request_id_of,
+)
+from agent.service_config import ServiceConfig
+from agent.wal import MeasurementLog
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 1 << 20  # larger messages are dropped by libzmq before they reach us
+_POLL_MS = 50
+
+
+class AgentService:
+    """Serve one Engine. ``bind()`` then ``run(stop_event)`` on the thread that bound."""
+
+    def __init__(self, engine_config: EngineConfig, config: ServiceConfig | None = None):
+        self.engine_config = engine_config
+        self.config = config or ServiceConfig()
+        self._log = MeasurementLog(self.config.checkpoint_dir, self.config.fsync) \
+            if self.config.checkpoint_dir else None
+        self.engine = self._recover()
+        self.counters = {"received": 0, "accepted": 0, "rejected": 0, "duplicates": 0,
+                         "requests": 0, "proposals": 0}
+        self.rejections: deque[str] = deque(maxlen=20)
+        self._started = time.monotonic()
+        self._asks: queue.Queue = queue.Queue()
+        self._ctx = zmq.Context()
+        self.addresses: dict[str, str] = {}
+
+    # -- recovery -------------------------------------------------------------------------
+    def _recover(self) -> Engine:
+        engine_dir = self.config.checkpoint_dir / "engine" if self.config.checkpoint_dir else None
+        logged = self._log.read() if self._log else []
+        engine = Engine(self.engine_config, checkpoint_dir=engine_dir)
+        for m in logged:  # tell is idempotent per (run_uid, seq)
+            try:
+                engine.tell(m)
+            except MessageError as exc:
+                logger.warning("logged measurement no longer valid, skipped: %s", exc)
+        if logged:
+            logger.info("recovered %d measurements from %s", len(logged), self._log.path)
+        self.recovered = len(logged)
+        return engine
+
+    # -- sockets --------------------------------------------------------------------------
+    def bind(self) -> dict[str, str]:
+        """Bind all sockets; returns the actual addresses (ports resolved if 0)."""
+        c = self.config
+        self._pull = self._socket(zmq.PULL, c.address(c.measurement_port), "measurement")
+        self._router = self._socket(zmq.ROUTER, c.address(c.request_port), "request")
+        self._pub = self._socket(zmq.PUB, c.address(c.status_port), "status")
+        self._replies = self._ctx.socket(zmq.PULL)  # proposals from the worker thread
+        self._replies_address = f"inproc://replies-{id(self)}"
+        self._replies.bind(self._replies_address)
+        return dict(self.addresses)
+
+    def _socket(self, kind: int, address: str, role: str) -> zmq.Socket:
+        sock = self._ctx.socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        if kind != zmq.PUB:
+            sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        sock.bind(address)
+        self.addresses[role] = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        return sock
+
+    # -- main loop ------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        """Serve until ``stop`` is set, then shut down cleanly."""
+        worker = threading.Thread(target=self._ask_worker, name="agent-ask", daemon=True)
+        worker.start()
+        poller = zmq.Poller()
+        for sock in (self._pull, self._router, self._replies):
+            poller.register(sock, zmq.POLLIN)
+        next_status = 0.0
+        try:
+            while not stop.is_set():
+                events = dict(poller.poll(_POLL_MS))
+                if self._replies in events:
+                    self._drain(self._replies, self._forward_reply)
+                if self._pull in events:
+                    self._drain(self._pull, self._on_measurement)
+                if self._router in events:
+                    self._drain(self._router, self._on_request)
+                if time.monotonic() >= next_status:
+                    self.publish_status()
+                    next_status = time.monotonic() + self.config.status_interval_s
+        finally:
+            self._asks.put(None)
+            worker.join(timeout=5)
+            self._shutdown()
+
+    def _drain(self, sock: zmq.Socket, handler, limit: int = 1000) -> None:
+        for _ in range(limit):  # bounded, so one busy socket cannot starve the others
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                handler(frames)
+            except Exception:  # the service keeps running whatever a message does
+                logger.exception("unexpected error handling a message")
+
+    def _shutdown(self) -> None:
+        try:
+            if self.config.checkpoint_dir:
+                self.engine.save_checkpoint()
+        except Exception:
+            logger.exception("final engine checkpoint failed (the measurement log is intact)")
+        self.engine.close()
+        if self._log:
+            self._log.close()
+        self._ctx.destroy(linger=0)
+
+    # -- measurements ---------------------------------------------------------------------
+    def _on_measurement(self, frames: list[bytes]) -> None:
+        self.counters["received"] += 1
+        try:
+            measurement = decode_measurement(frames[-1])
+            self._ingest(measurement)
+        except MessageError as exc:
+            self._reject("measurement", str(exc))
+
+    def _ingest(self, measurement: Measurement) -> bool:
+        """Tell the engine, then log; True if new. Raises MessageError if rejected."""
+        if self._log and (measurement.run_uid, measurement.seq) in self._log.keys:
+            self.counters["duplicates"] += 1
+            return False
+        self.engine.tell(measurement)
+        if self._log:
+            self._log.append(measurement)
+        self.counters["accepted"] += 1
+        return True
+
+    def _reject(self, source: str, reason: str) -> None:
+        self.counters["rejected"] += 1
+        self.rejections.append(f"{source}: {reason}")
+        logger.warning("rejected %s: %s", source, reason)
+
+    # -- requests -------------------------------------------------------------------------
+    def _on_request(self, frames: list[bytes]) -> None:
+        self.counters["requests"] += 1
+        envelope, payload = frames[:-1], frames[-1]
+        try:
+            request = parse_request(payload)
+            reply = self._answer(envelope, request)
+        except MessageError as exc:
+            self._reject("request", str(exc))
+            reply = encode_reply("error", request_id_of(payload), error=str(exc))
+        if reply is not None:
+            self._router.send_multipart([*envelope, reply])
+
+    def _answer(self, envelope: list[bytes], request) -> bytes | None:
+        rid = request.request_id
+        if isinstance(request, AskRequest):
+            self._check_position(request.current_position)
+            self._asks.put((envelope, request))
+            return None  # the worker answers
+        if isinstance(request, TellRequest):
+            new = self._ingest(request.measurement)
+            return encode_reply("ok", rid, accepted=True, duplicate=not new)
+        if isinstance(request, StatusRequest):
+            return encode_reply("status", rid, status=self.status())
+        if isinstance(request, ConfigRequest):
+            return encode_reply("config", rid, config=self._config_dict())
+        raise MessageError(f"invalid request: type={type(request).__name__} not handled")
+
+    def _config_dict(self) -> dict[str, Any]:
+        to_jsonable = getattr(self.engine_config, "to_jsonable", None)  # callable acquisition
+        return to_jsonable() if to_jsonable else self.engine_config.model_dump(mode="json")
+
+    def _check_position(self, position: dict[str, float] | None) -> None:
+        if position is None:
+            return
+        names = [c.name for c in self.engine_config.coordinates]
+        if sorted(position) != sorted(names):
+            raise MessageError(
+                f"invalid request: current_position={sorted(position)} must name exactly the "
+                f"coordinates {names}"
+            )
+
+    def _ask_worker(self) -> None:
+        out = self._ctx.socket(zmq.PUSH)
+        out.connect(self._replies_address)
+        try:
+            while (item := self._asks.get()) is not None:
+                envelope, request = item
+                out.send_multipart(self._propose(request) + [*envelope])
+        finally:
+            out.close(linger=0)
+
+    def _propose(self, request: AskRequest) -> list[bytes]:
+        """[outcome, reply]: outcome is b"ok", b"rejected" (bad request) or b"failed"."""
+        rid = request.request_id
+        try:
+            proposal = self.engine.ask(request.n, current_position=request.current_position)
+        except AgentError as exc:
+            return [b"rejected", encode_reply("error", rid, error=str(exc))]
+        except Exception as exc:  # an engine bug must not kill the worker
+            logger.exception("engine.ask failed")
+            return [b"failed", encode_reply("error", rid, error=f"engine failure: {exc!r}")]
+        return [b"ok", encode_reply("proposal", rid, proposal=json.loads(proposal.to_json()))]
+
+    def _forward_reply(self, frames: list[bytes]) -> None:
+        outcome, reply, envelope = frames[0], frames[1], frames[2:]
+        if outcome == b"rejected":  # the engine refused the request (e.g. a bad position)
+            self._reject("request", json.loads(reply)["error"])
+        elif outcome == b"ok":
+            self.counters["proposals"] += 1
+        self._router.send_multipart([*envelope, reply])
+        self.publish_status()
+
+    # -- status ---------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """Engine status plus the service's counters (JSON-able)."""
+        return {
+            **self.engine.status(),
+            "n_rejected": self.counters["rejected"],
+            "service": {
+                **{f"n_{k}": v for k, v in self.counters.items()},
+                "n_recovered": self.recovered,
+                "last_rejections": list(self.rejections),
+                "uptime_s": round(time.monotonic() - self._started, 3),
+                "addresses": self.addresses,
+                "log": str(self._log.path) if self._log else None,
+            },
+        }
+
+    def publish_status(self) -> None:
+        try:
+            payload = encode_reply("status", 0, status=self.status())
+        except Exception:
+            logger.exception("status not published")
+            return
+        self._pub.send_multipart([b"status", payload])
+
+
+class ServiceHandle:
+    """A service running on a background thread (real sockets on loopback)."""
+
+    def __init__(self, service: AgentService, thread: threading.Thread, stop: threading.Event):
+        self.service, self._thread, self._stop = service, thread, stop
+        self.request_address = service.addresses["request"]
+        self.measurement_address = service.addresses["measurement"]
+        self.status_address = service.addresses["status"]
+
+    @property
+    def engine(self) -> Engine:
+        return self.service.engine
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the loop, checkpoint, close sockets and the engine. Idempotent."""
+        self._stop.set()
+        self._thread.join(timeout_s)
+
+    def __enter__(self) -> ServiceHandle:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def serve_in_thread(engine_config: EngineConfig | str | Path,
+                    service_config: ServiceConfig | None = None) -> ServiceHandle:
+    """Start the service on a daemon thread; returns once its sockets are bound.
+
+    ``engine_config`` is an EngineConfig or the path of an agent YAML. Ports default to 0
+    (free ports, see the handle's addresses).
+    """
+    if not isinstance(engine_config, EngineConfig):
+        from agent.service_config import load_agent_config
+
+        loaded = load_agent_config(engine_config)
+        engine_config = loaded.engine
+        service_config = service_config or loaded.service.model_copy(
+            update={"request_port": 0, "measurement_port": 0, "status_port": 0})
+    service_config = service_config or ServiceConfig(request_port=0, measurement_port=0,
+                                                     status_port=0)
+    service = AgentService(engine_config, service_config)
+    stop, ready, failure = threading.Event(), threading.Event(), []
+
+    def main() -> None:
+        try:
+            service.bind()
+        except BaseException as exc:
+            failure.append(exc)
+            service.engine.close()
+            service._ctx.destroy(linger=0)
+            ready.set()
+            return
+        ready.set()
+        service.run(stop)
+
+    thread = threading.Thread(target=main, name="agent-service", daemon=True)
+    thread.start()
+    ready.wait(30)
+    if failure:
+        raise failure[0]
+    return ServiceHandle(service, thread, stop)

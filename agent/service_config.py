@@ -1,0 +1,79 @@
+"""Configuration of the agent service: the ``service:`` and ``reducers:`` sections of an agent YAML.
+
+The ``engine:`` section is the engine's own (``agent.config.EngineConfig``). Every section is
+validated with pydantic and unknown keys are rejected, so a misspelt key never passes silently.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.config import EngineConfig
+
+Port = Annotated[int, Field(ge=0, le=65535, description="TCP port; 0 picks a free one")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServiceConfig(_Strict):
+    """Where the service listens and where it keeps its write-ahead log."""
+
+    host: str = Field(default="127.0.0.1", description="bind address; loopback unless asked")
+    request_port: Port = 5580
+    measurement_port: Port = 5581
+    status_port: Port = 5582
+    checkpoint_dir: Path | None = Field(
+        default=None, description="write-ahead measurement log and engine checkpoint; None: none"
+    )
+    status_interval_s: float = Field(default=1.0, gt=0, description="status PUB period, s")
+    fsync: bool = Field(default=False, description="fsync the log per measurement (power loss)")
+
+    def address(self, port: int) -> str:
+        return f"tcp://{self.host}:{port if port else '*'}"
+
+
+class ScalarReducerConfig(_Strict):
+    """A scalar detector field, optionally normalised by a monitor (e.g. det / i0)."""
+
+    kind: Literal["scalar"]
+    value_name: str = "det_norm"
+    detector: str = Field(description="event data key of the detector counts")
+    monitor: str | None = Field(default=None, description="event data key of the monitor (I0)")
+    positions: dict[str, str] = Field(min_length=1, description="coordinate -> readback data key")
+    counting_statistics: bool = Field(default=True, description="Poisson variances from counts")
+
+
+class ImageReducerConfig(_Strict):
+    """ROI sum, centroid and sigma of a 2-D camera image."""
+
+    kind: Literal["image"]
+    value_prefix: str = "roi"
+    image: str = Field(description="event data key of the 2-D image")
+    roi: tuple[int, int, int, int] | None = Field(
+        default=None, description="(row_start, row_stop, col_start, col_stop) pixels; None: all"
+    )
+    positions: dict[str, str] = Field(min_length=1)
+    counting_statistics: bool = True
+
+
+ReducerConfig = Annotated[ScalarReducerConfig | ImageReducerConfig, Field(discriminator="kind")]
+
+
+class AgentFileConfig(_Strict):
+    """A whole agent YAML: engine, service and reducers."""
+
+    engine: EngineConfig
+    service: ServiceConfig = ServiceConfig()
+    reducers: list[ReducerConfig] = Field(default_factory=list)
+
+
+def load_agent_config(path: str | Path) -> AgentFileConfig:
+    """Read and validate an agent YAML. Raises pydantic.ValidationError naming the bad key."""
+    with open(path) as f:
+        return AgentFileConfig.model_validate(yaml.safe_load(f))
