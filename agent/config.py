@@ -1,0 +1,169 @@
+"""Engine configuration: the problem (coordinates, bounds, value), the decision policy and the
+stop conditions, validated by pydantic with unknown keys refused.
+
+Load the ``engine:`` section of an agent YAML with :func:`load_engine_config`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from agent.errors import AgentError
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+#: acquisition names understood by the engine (gpCAM's names plus our mapping acquisitions)
+ACQUISITION_NAMES = (
+    "mapping", "log_std", "variance", "ucb", "lcb", "maximum", "minimum",
+    "expected improvement", "probability of improvement",
+)
+
+
+class ConfigError(ValueError, AgentError):
+    """An engine configuration that cannot be used (names the key, the value and the rule)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+
+class CoordinateConfig(_Strict):
+    """One coordinate of the search space, in engineering units."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    low: Finite
+    high: Finite
+    units: str = ""
+    velocity: PositiveFloat | None = Field(
+        default=None, description="units/s, for travel cost; None means moves are free")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CoordinateConfig:
+        if not self.low < self.high:
+            raise ValueError(f"coordinate {self.name!r}: low={self.low} must be < high={self.high}")
+        return self
+
+
+class InitialDesignConfig(_Strict):
+    """Space-filling start-up design (scipy.stats.qmc), run before the GP takes over."""
+
+    method: Literal["sobol", "lhs"] = "sobol"
+    n_points: int = Field(default=16, ge=2, le=10_000)
+
+
+class TrainingConfig(_Strict):
+    """Hyperparameter training schedule. Training runs in a background thread on a snapshot.
+
+    ``schedule="doubling"`` trains at N = first_at, 2*first_at, 4*first_at, ...;
+    ``"every"`` trains at first_at and then every ``every`` new points.
+    Length scales are in normalised coordinates ([0, 1] per coordinate).
+    """
+
+    schedule: Literal["doubling", "every"] = "doubling"
+    first_at: int = Field(default=10, ge=2)
+    every: int = Field(default=50, ge=1)
+    max_points: int | None = Field(default=None, ge=2, description="no training beyond this N")
+    n_restarts: int = Field(default=3, ge=1)
+    max_iter: int = Field(default=200, ge=1)
+    length_scale_bounds: tuple[PositiveFloat, PositiveFloat] = (0.005, 2.0)
+    background: bool = True
+
+
+class StopConfig(_Strict):
+    """Stop conditions; at least one must be set."""
+
+    max_points: int | None = Field(default=None, ge=1, description="successful measurements")
+    max_time_s: PositiveFloat | None = None
+    target_uncertainty: PositiveFloat | None = Field(
+        default=None, description="posterior std target over a check grid, value units")
+    uncertainty_statistic: Literal["max", "mean"] = "max"
+
+
+class EngineConfig(_Strict):
+    """The decision engine's configuration. Refuses to validate without a stop condition."""
+
+    coordinates: list[CoordinateConfig] = Field(min_length=1, max_length=12)
+    value: Annotated[str, Field(min_length=1)]
+    mode: Literal["mapping", "optimisation"] = "mapping"
+    acquisition: str | Callable[..., Any] | None = Field(
+        default=None, description="name or callable f(x_normalised (m,d), gp) -> (m,); "
+        "None picks 'mapping' or 'ucb' by mode")
+    ucb_beta: PositiveFloat = Field(default=3.0, description="gpCAM's ucb/lcb factor")
+    initial_design: InitialDesignConfig = InitialDesignConfig()
+    training: TrainingConfig = TrainingConfig()
+    stop: StopConfig
+    seed: int = 0
+    overhead_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
+        default=0.0, description="per-point time besides motion (exposure, settling), s")
+    default_noise_variance: PositiveFloat | None = Field(
+        default=None, description="value units^2, for measurements without a variance; "
+        "None uses (1e-2 * std of the values)^2")
+    n_candidates: int = Field(default=2000, ge=50, le=100_000)
+    decision_flops: PositiveFloat = Field(
+        default=4e8, description="budget m*N^2 that caps the candidate count m at large N")
+    pending_tolerance: PositiveFloat = Field(
+        default=0.01, description="fraction of each range within which a measurement clears a "
+        "pending point and within which no point is proposed twice")
+
+    @model_validator(mode="after")
+    def _check(self) -> EngineConfig:
+        names = [c.name for c in self.coordinates]
+        if len(set(names)) != len(names):
+            raise ValueError(f"coordinate names must be unique, got {names}")
+        s = self.stop
+        if s.max_points is None and s.max_time_s is None and s.target_uncertainty is None:
+            raise ValueError("no stop condition: set stop.max_points, stop.max_time_s or "
+                             "stop.target_uncertainty (a run without one is refused)")
+        if isinstance(self.acquisition, str) and self.acquisition not in ACQUISITION_NAMES:
+            raise ValueError(f"acquisition {self.acquisition!r} unknown; "
+                             f"choose one of {list(ACQUISITION_NAMES)} or pass a callable")
+        return self
+
+    @property
+    def acquisition_name(self) -> str:
+        """The acquisition's name as recorded in proposals."""
+        if self.acquisition is None:
+            return "mapping" if self.mode == "mapping" else "ucb"
+        if isinstance(self.acquisition, str):
+            return self.acquisition
+        return getattr(self.acquisition, "__name__", "callable")
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.coordinates]
+
+    def to_jsonable(self) -> dict:
+        """JSON-able dict; a callable acquisition is recorded by name only."""
+        data = self.model_dump(mode="json", exclude={"acquisition"})
+        data["acquisition"] = self.acquisition_name if self.acquisition is not None else None
+        return data
+
+
+def make_engine_config(data: dict) -> EngineConfig:
+    """Validate a dict into an EngineConfig. Raises ConfigError naming the key and value."""
+    try:
+        return EngineConfig.model_validate(data)
+    except ValidationError as exc:
+        parts = [f"{'.'.join(map(str, e['loc'])) or '<engine>'}={e.get('input')!r}: {e['msg']}"
+                 for e in exc.errors()[:5]]
+        raise ConfigError("invalid engine config: " + "; ".join(parts)) from None
+
+
+def load_engine_config(path: str | Path) -> EngineConfig:
+    """Load the ``engine:`` section of an agent YAML file (or a bare engine YAML).
+
+    Raises ConfigError if the file has no usable engine section or a key is invalid.
+    """
+    data = yaml.safe_load(Path(path).read_text())
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping, got {type(data).__name__}")
+    section = data.get("engine", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: 'engine' must be a mapping, got {section!r}")
+    return make_engine_config(section)

@@ -1,0 +1,402 @@
+"""The GP decision engine: measurements in, proposals out, on gpCAM's GPOptimizer.
+
+Decision path (tell -> ask) stays fast: the GP is updated incrementally (gpCAM rank-n update),
+the acquisition is scored on a bounded quasi-random candidate set in chunks, batches are chosen
+greedily with a variance penalty (no joint optimisation), and hyperparameters are trained in a
+background thread on a snapshot (agent.training). All state is guarded by one lock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from agent import checkpoint
+from agent.acquisition import Scorer, correlation, posterior_mean_std
+from agent.config import EngineConfig, make_engine_config
+from agent.design import candidates, check_grid, initial_design
+from agent.errors import AgentError, MessageError
+from agent.messages import Measurement, Proposal
+from agent.space import Space, near
+from agent.training import BackgroundTrainer, hyperparameter_bounds, make_gp, schedule_next
+from agent.travel import order_path, travel_time_s
+
+INITIAL_LENGTH_SCALE = 0.15  # normalised; used until the first training
+
+
+class Engine:
+    """Decision engine for one configured problem. See the agent contract for the API."""
+
+    def __init__(self, config: EngineConfig, checkpoint_dir: Path | None = None):
+        threadpool_limits(1)  # BLAS threads fight the service and trainer for 2 cores
+        self.config = config
+        self.space = Space(config)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self._lock = threading.RLock()
+        self._rng = np.random.default_rng(config.seed)
+        self._design = initial_design(config.initial_design.method,
+                                      4 * config.initial_design.n_points, self.space.d,
+                                      config.seed)
+        self._check = check_grid(self.space.d, config.seed)
+        self._measurements: list[Measurement] = []
+        self._keys: set[tuple[str, int]] = set()
+        self._x: list[np.ndarray] = []
+        self._y: list[float] = []
+        self._var: list[float] = []  # nan where the measurement gave none
+        self._failed: list[np.ndarray] = []
+        self._pending: list[np.ndarray] = []
+        self._gp = None
+        self._hps: np.ndarray | None = None
+        self._next_train = config.training.first_at
+        self._trainer = BackgroundTrainer(self._install)
+        self._proposal_id = 0
+        self._last: dict | None = None
+        self.started_at = time.time()
+        self._closed = False
+
+    # ---------------------------------------------------------------- ingest
+    def tell(self, measurement: Measurement) -> None:
+        """Ingest one measurement. Raises MessageError naming the field, value and bound.
+
+        A measurement with ``failure`` is recorded (counted, never modelled). The same
+        (run_uid, seq) twice is ignored.
+        """
+        with self._lock:
+            if self._ingest(measurement):
+                if not measurement.failure:
+                    self._update_gp()
+                    self._maybe_train()
+        self._autosave()
+
+    def _ingest(self, m: Measurement) -> bool:
+        key = (m.run_uid, m.seq)
+        if key in self._keys:
+            return False
+        u = self.space.position(dict(m.positions), what=f"measurement {m.run_uid}:{m.seq}")
+        if m.failure is None:
+            if self.config.value not in m.values:
+                raise MessageError(f"measurement {m.run_uid}:{m.seq}: values lack "
+                                   f"{self.config.value!r} (got {sorted(m.values)})")
+            self._x.append(u)
+            self._y.append(float(m.values[self.config.value]))
+            var = (m.variances or {}).get(self.config.value)
+            self._var.append(np.nan if var is None else float(var))
+        else:
+            self._failed.append(u)
+        self._keys.add(key)
+        self._measurements.append(m)
+        self._clear_pending(u)
+        return True
+
+    def _clear_pending(self, u: np.ndarray) -> None:
+        if not self._pending:
+            return
+        p = np.array(self._pending)
+        dist = np.max(np.abs(p - u), axis=1)
+        i = int(np.argmin(dist))
+        if dist[i] <= self.config.pending_tolerance:
+            self._pending.pop(i)
+
+    def _noise(self) -> np.ndarray:
+        var = np.array(self._var)
+        default = self.config.default_noise_variance
+        if default is None:  # FIELD_NOTES: gpCAM's own default is ~0 for centred data
+            default = max((1e-2 * float(np.std(self._y))) ** 2, 1e-12)
+        return np.where(np.isnan(var), default, np.maximum(var, 1e-12))
+
+    def _update_gp(self) -> None:
+        n = len(self._x)
+        if n < 2:
+            return
+        if self._gp is None or len(self._gp.x_data) > n:
+            self._rebuild_gp()
+            return
+        k = len(self._gp.x_data)
+        if k < n:
+            noise = self._noise()[k:]
+            self._gp.tell(np.array(self._x[k:]), np.array(self._y[k:]), noise_variances=noise)
+
+    def _rebuild_gp(self) -> None:
+        if self._hps is None:
+            v = max(float(np.var(self._y)), 1e-12)
+            self._hps = np.array([v] + [INITIAL_LENGTH_SCALE] * self.space.d)
+        self._gp = make_gp(np.array(self._x), np.array(self._y), self._noise(), self._hps)
+
+    # ---------------------------------------------------------------- training
+    def _maybe_train(self, force: bool = False) -> None:
+        t = self.config.training
+        n = len(self._x)
+        if t.max_points is not None and n > t.max_points:
+            return
+        if (n >= self._next_train or force) and n >= 2 and not self._trainer.running:
+            self._next_train = schedule_next(n, t.schedule, t.first_at, t.every)
+            bounds = hyperparameter_bounds(np.array(self._y), self.space.d, t.length_scale_bounds)
+            self._trainer.start(np.array(self._x), np.array(self._y), self._noise(), self._hps,
+                                bounds, t.n_restarts, t.max_iter, background=t.background)
+
+    def _install(self, gp, hps: np.ndarray, n_snapshot: int, duration_s: float) -> None:
+        with self._lock:
+            n = len(self._x)
+            if n > n_snapshot:  # data that arrived during training: rank-k update
+                gp.tell(np.array(self._x[n_snapshot:]), np.array(self._y[n_snapshot:]),
+                        noise_variances=self._noise()[n_snapshot:])
+            self._gp, self._hps = gp, hps
+
+    # ---------------------------------------------------------------- propose
+    def ask(self, n: int = 1, current_position: dict[str, float] | None = None) -> Proposal:
+        """Propose ``n`` points, ordered to reduce travel from ``current_position``.
+
+        Never blocks on training. Returned points become pending and are never proposed
+        again. When a stop condition is met returns phase 'done' with ``stop_reason``.
+        Raises MessageError for n < 1 or an invalid current_position.
+        """
+        if n < 1:
+            raise MessageError(f"ask: n={n} must be >= 1")
+        t0 = time.perf_counter()
+        with self._lock:
+            origin = (self.space.position(current_position, what="current_position")
+                      if current_position is not None else self._default_origin())
+            reason = self._stop_reason()
+            room = self._room()
+            if reason is None and room == 0:
+                reason = (f"max_points reached: {len(self._x)} measured + {len(self._pending)} "
+                          f"pending of {self.config.stop.max_points}")
+            if reason is not None:
+                return self._proposal([], [], "done", t0, reason)
+            n = min(n, room) if room is not None else n
+            if len(self._x) < self.config.initial_design.n_points or self._gp is None:
+                pts, vals, phase = self._design_points(n, origin), None, "initial_design"
+            else:
+                pts, vals = self._gp_points(n, origin)
+                phase = "gp"
+            order = order_path(self.space.to_eng(pts), None if origin is None
+                               else self.space.to_eng(origin), self.space.velocity)
+            pts = pts[order]
+            vals = [0.0] * len(pts) if vals is None else [float(vals[i]) for i in order]
+            self._pending.extend(pts)
+            prop = self._proposal(pts, vals, phase, t0, None)
+        self._autosave()
+        return prop
+
+    def _room(self) -> int | None:
+        mp = self.config.stop.max_points
+        return None if mp is None else max(mp - len(self._x) - len(self._pending), 0)
+
+    def _default_origin(self) -> np.ndarray | None:
+        if self._pending:
+            return self._pending[-1]
+        return self._x[-1] if self._x else None
+
+    def _taken(self) -> np.ndarray:
+        parts = [np.array(a).reshape(-1, self.space.d) for a in (self._x, self._failed,
+                                                                   self._pending)]
+        return np.vstack(parts)
+
+    def _design_points(self, n: int, origin) -> np.ndarray:
+        free = ~near(self._design, self._taken(), self.config.pending_tolerance)
+        pts = self._design[free][:n]
+        if len(pts) < n:  # design exhausted (failures, lost proposals): random fill
+            extra = self._rng.random((n - len(pts), self.space.d))
+            pts = np.vstack([pts, extra])
+        return pts
+
+    def _gp_points(self, n: int, origin) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.config
+        N = len(self._x)
+        m = int(np.clip(cfg.decision_flops / N ** 2, 200, cfg.n_candidates))
+        cand = candidates(m, self.space.d, self._rng, origin)
+        tol = cfg.pending_tolerance
+        cand = cand[~near(cand, self._taken(), tol)]
+        acq = cfg.acquisition if cfg.acquisition is not None else cfg.acquisition_name
+        scorer = Scorer(acq, self._gp, cand, np.array(self._y), cfg.ucb_beta)
+        sd = scorer.sd.copy()
+        if self._pending:  # pending points count as measured for the std (kriging believer)
+            rho = correlation(self._gp, cand, np.array(self._pending))
+            sd *= np.sqrt(np.prod(np.clip(1.0 - rho ** 2, 0.0, 1.0), axis=1))
+        alive = np.ones(len(cand), dtype=bool)
+        chosen, values = [], []
+        here = origin
+        for _ in range(min(n, len(cand))):
+            s = scorer.score(sd)
+            pick = int(np.argmax(np.where(alive, self._per_time(s, cand, here), -np.inf)))
+            chosen.append(pick)
+            values.append(s[pick])
+            alive &= np.max(np.abs(cand - cand[pick]), axis=1) > tol
+            rho = correlation(self._gp, cand, cand[pick:pick + 1])[:, 0]
+            sd *= np.sqrt(np.clip(1.0 - rho ** 2, 0.0, 1.0))
+            here = cand[pick]
+        self._last_scores = scorer
+        return cand[chosen], np.array(values)
+
+    def _per_time(self, s: np.ndarray, cand: np.ndarray, here) -> np.ndarray:
+        """Acquisition per second of beamtime (travel + overhead); avoids gpCAM's sign trap."""
+        if here is None or (np.all(np.isinf(self.space.velocity)) and
+                            self.config.overhead_s == 0):
+            return s
+        cost = self.config.overhead_s + travel_time_s(
+            self.space.to_eng(here), self.space.to_eng(cand), self.space.velocity)
+        cost = np.maximum(cost, 1e-3)
+        if np.min(s) < 0 or self.config.acquisition_name not in ("mapping", "variance"):
+            # signed scores: rescale to (0, 1] so that dividing by cost keeps the preference
+            s = (s - np.min(s)) / (np.ptp(s) + 1e-300) + 1e-3
+        return s / cost
+
+    def _proposal(self, pts, vals, phase, t0, reason) -> Proposal:
+        self._proposal_id += 1
+        prop = Proposal(
+            proposal_id=self._proposal_id, points=self.space.as_dicts(pts) if len(pts) else [],
+            acquisition_function=self.config.acquisition_name,
+            acquisition_values=list(vals), phase=phase,
+            hyperparameters=[] if self._hps is None else [float(h) for h in self._hps],
+            n_measurements=len(self._x), decision_time_s=time.perf_counter() - t0,
+            stop_reason=reason)
+        self._last = {"proposal_id": prop.proposal_id, "points": prop.points,
+                      "acquisition_values": prop.acquisition_values, "phase": phase,
+                      "decision_time_s": prop.decision_time_s}
+        return prop
+
+    # ---------------------------------------------------------------- stop / status
+    def stop_reason(self) -> str | None:
+        """Why the run should stop (point budget, time budget, uncertainty target) or None."""
+        with self._lock:
+            return self._stop_reason()
+
+    def _stop_reason(self) -> str | None:
+        s = self.config.stop
+        if s.max_points is not None and len(self._x) >= s.max_points:
+            return f"max_points reached: {len(self._x)} of {s.max_points}"
+        elapsed = time.time() - self.started_at
+        if s.max_time_s is not None and elapsed >= s.max_time_s:
+            return f"max_time_s reached: {elapsed:.1f} s of {s.max_time_s} s"
+        if s.target_uncertainty is not None and self._gp is not None and \
+                len(self._x) >= self.config.initial_design.n_points:
+            _, sd = posterior_mean_std(self._gp, self._check)
+            stat = float(np.max(sd) if s.uncertainty_statistic == "max" else np.mean(sd))
+            if stat <= s.target_uncertainty:
+                return (f"target_uncertainty reached: {s.uncertainty_statistic} posterior std "
+                        f"{stat:.4g} <= {s.target_uncertainty}")
+        return None
+
+    def status(self) -> dict:
+        """JSON-able state summary for monitors."""
+        with self._lock:
+            tr = self._trainer
+            return {
+                "n_measurements": len(self._x), "n_failed": len(self._failed),
+                "n_pending": len(self._pending),
+                "hyperparameters": None if self._hps is None else [float(h) for h in self._hps],
+                "training": {"running": tr.running, "n_trainings": tr.n_trainings,
+                             "last_n": tr.last_n, "last_duration_s": tr.last_duration_s,
+                             "next_at": self._next_train, "last_error": tr.last_error},
+                "last_proposal": self._last, "acquisition_function":
+                    self.config.acquisition_name, "mode": self.config.mode,
+            }
+
+    def posterior(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean (m,) and variance (m,) at ``points`` (m, d) in engineering units.
+
+        Raises AgentError before the GP exists (fewer than 2 successful measurements).
+        """
+        pts = np.atleast_2d(np.asarray(points, dtype=float))
+        if pts.shape[1] != self.space.d:
+            raise MessageError(f"posterior: points have {pts.shape[1]} columns, "
+                               f"expected {self.space.d} ({self.space.names})")
+        with self._lock:
+            if self._gp is None:
+                raise AgentError(f"posterior: no model yet ({len(self._x)} measurements)")
+            u = self.space.to_unit(pts)
+            mu = np.concatenate([posterior_mean_std(self._gp, u[i:i + 500])[0]
+                                 for i in range(0, len(u), 500)])
+            _, sd = posterior_mean_std(self._gp, u)
+        return mu, sd ** 2
+
+    @property
+    def measurements(self) -> list[Measurement]:
+        """All recorded measurements, failed ones included, in arrival order."""
+        with self._lock:
+            return list(self._measurements)
+
+    @property
+    def pending(self) -> list[dict[str, float]]:
+        with self._lock:
+            return self.space.as_dicts(np.array(self._pending)) if self._pending else []
+
+    def wait_for_training(self, timeout_s: float = 60.0) -> bool:
+        """Block until no training runs (tests, scripts). Returns False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while self._trainer.running:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    # ---------------------------------------------------------------- persistence
+    def _state(self) -> dict:
+        return {"config": self.config.to_jsonable(),
+                "measurements": [m.model_dump(mode="json") for m in self._measurements],
+                "hyperparameters": None if self._hps is None else self._hps.tolist(),
+                "pending": self.space.as_dicts(np.array(self._pending)) if self._pending else [],
+                "proposal_id": self._proposal_id, "started_at": self.started_at}
+
+    def save_checkpoint(self) -> Path:
+        """Write the state atomically to checkpoint_dir/engine_checkpoint.json.
+
+        Raises AgentError if the engine has no checkpoint_dir.
+        """
+        if self.checkpoint_dir is None:
+            raise AgentError("save_checkpoint: engine has no checkpoint_dir")
+        with self._lock:
+            state = self._state()
+        return checkpoint.write_atomic(self.checkpoint_dir / checkpoint.FILENAME, state)
+
+    def _autosave(self) -> None:
+        if self.checkpoint_dir is not None and not self._closed:
+            self.save_checkpoint()
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, checkpoint_dir: Path | None = None) -> Engine:
+        """Rebuild from a checkpoint file (or directory). Hyperparameters are restored."""
+        state = checkpoint.read(Path(path))
+        config = make_engine_config(state["config"])
+        d = Path(path) if Path(path).is_dir() else Path(path).parent
+        eng = cls._rebuilt(config, [Measurement.model_validate(m) for m in state["measurements"]],
+                           checkpoint_dir or d, state.get("hyperparameters"))
+        with eng._lock:
+            for p in state.get("pending", []):
+                eng._pending.append(eng.space.position(p, what="checkpoint pending"))
+            eng._proposal_id = int(state.get("proposal_id", 0))
+            eng.started_at = float(state.get("started_at", eng.started_at))
+        return eng
+
+    @classmethod
+    def from_measurements(cls, config: EngineConfig, measurements: list[Measurement],
+                          checkpoint_dir: Path | None = None) -> Engine:
+        """Rebuild from recorded measurements alone; hyperparameters are retrained."""
+        return cls._rebuilt(config, measurements, checkpoint_dir, None)
+
+    @classmethod
+    def _rebuilt(cls, config, measurements, checkpoint_dir, hps) -> Engine:
+        eng = cls(config, checkpoint_dir=checkpoint_dir)
+        with eng._lock:
+            for m in measurements:
+                eng._ingest(m)
+            if measurements:
+                eng.started_at = min(m.timestamp for m in measurements)
+            if hps is not None:
+                eng._hps = np.array(hps, dtype=float)
+            if len(eng._x) >= 2:
+                eng._rebuild_gp()
+                t = config.training
+                eng._next_train = schedule_next(len(eng._x), t.schedule, t.first_at, t.every)
+                if hps is None and len(eng._x) >= t.first_at:
+                    eng._maybe_train(force=True)
+        return eng
+
+    def close(self) -> None:
+        """Stop background training; idempotent."""
+        self._closed = True
+        self._trainer.close()
