@@ -67,17 +67,24 @@ class AgentService:
 
     # -- recovery -------------------------------------------------------------------------
     def _recover(self) -> Engine:
-        engine_dir = self.config.checkpoint_dir / "engine" if self.config.checkpoint_dir else None
+        """A fresh engine, or one rebuilt from the measurement log (hyperparameters retrain in
+        the background). The engine gets no checkpoint_dir: its autosave rewrites the whole
+        state on every tell, O(N) each; the append-only log is O(1) and loses nothing."""
         logged = self._log.read() if self._log else []
-        engine = Engine(self.engine_config, checkpoint_dir=engine_dir)
-        for m in logged:  # tell is idempotent per (run_uid, seq)
+        self.recovered = len(logged)
+        if not logged:
+            return Engine(self.engine_config)
+        logger.info("recovering %d measurements from %s", len(logged), self._log.path)
+        try:
+            return Engine.from_measurements(self.engine_config, logged)
+        except MessageError as exc:  # the config changed since they were logged
+            logger.warning("log does not fit the config (%s); skipping what no longer fits", exc)
+        engine = Engine(self.engine_config)
+        for m in logged:
             try:
                 engine.tell(m)
             except MessageError as exc:
-                logger.warning("logged measurement no longer valid, skipped: %s", exc)
-        if logged:
-            logger.info("recovered %d measurements from %s", len(logged), self._log.path)
-        self.recovered = len(logged)
+                logger.warning("logged measurement skipped: %s", exc)
         return engine
 
     # -- sockets --------------------------------------------------------------------------
@@ -139,11 +146,6 @@ class AgentService:
                 logger.exception("unexpected error handling a message")
 
     def _shutdown(self) -> None:
-        try:
-            if self.config.checkpoint_dir:
-                self.engine.save_checkpoint()
-        except Exception:
-            logger.exception("final engine checkpoint failed (the measurement log is intact)")
         self.engine.close()
         if self._log:
             self._log.close()
@@ -190,7 +192,6 @@ class AgentService:
     def _answer(self, envelope: list[bytes], request) -> bytes | None:
         rid = request.request_id
         if isinstance(request, AskRequest):
-            self._check_position(request.current_position)
             self._asks.put((envelope, request))
             return None  # the worker answers
         if isinstance(request, TellRequest):
@@ -205,16 +206,6 @@ class AgentService:
     def _config_dict(self) -> dict[str, Any]:
         to_jsonable = getattr(self.engine_config, "to_jsonable", None)  # callable acquisition
         return to_jsonable() if to_jsonable else self.engine_config.model_dump(mode="json")
-
-    def _check_position(self, position: dict[str, float] | None) -> None:
-        if position is None:
-            return
-        names = [c.name for c in self.engine_config.coordinates]
-        if sorted(position) != sorted(names):
-            raise MessageError(
-                f"invalid request: current_position={sorted(position)} must name exactly the "
-                f"coordinates {names}"
-            )
 
     def _ask_worker(self) -> None:
         out = self._ctx.socket(zmq.PUSH)
