@@ -1,0 +1,162 @@
+"""The agent service as a subprocess (``python -m agent``) over real ZeroMQ sockets on loopback."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from agent.client import AgentClient
+from agent.errors import AgentRequestError, AgentTimeoutError
+from agent.messages import Measurement
+from agent.reducers import MeasurementPusher
+from tests.service_helpers import (
+    Requester,
+    free_tcp_port,
+    kill_group,
+    start_service,
+    write_agent_config,
+)
+
+pytestmark = pytest.mark.system
+
+
+def truth(p: dict[str, float]) -> float:
+    return 1.0 + math.exp(-((p["x"] - 2) ** 2 + (p["y"] + 1) ** 2) / 8.0)
+
+
+@pytest.fixture
+def service(tmp_path):
+    """A running service subprocess; yields (proc, addresses, config path, log)."""
+    config, ports = write_agent_config(tmp_path, stop={"max_points": 24})
+    log = tmp_path / "service.log"
+    procs = []
+
+    def start():
+        proc = start_service(config, log)
+        procs.append(proc)
+        return proc
+
+    addresses = {k: f"tcp://127.0.0.1:{v}" for k, v in ports.items()}
+    yield start, addresses, log
+    for proc in procs:
+        kill_group(proc)
+
+
+async def test_ingest_propose_cycles_until_done(service):
+    start, addr, log = service
+    proc = start()
+    requester = Requester(addr["request_port"])
+    try:
+        requester.wait_ready(proc)
+    finally:
+        requester.close()
+    client = AgentClient(addr["request_port"], timeout_s=10)
+    push = MeasurementPusher(addr["measurement_port"])
+    seen, seq, phases = set(), 0, []
+    try:
+        config = await client.config()
+        assert [c["name"] for c in config["coordinates"]] == ["x", "y"]
+        for _ in range(30):
+            proposal = await client.ask(n=3, current_position={"x": 0.0, "y": 0.0})
+            phases.append(proposal.phase)
+            if proposal.phase == "done":
+                break
+            for point in proposal.points:
+                assert -10 <= point["x"] <= 10 and -10 <= point["y"] <= 10
+                key = (round(point["x"], 6), round(point["y"], 6))
+                assert key not in seen, f"re-proposed {point}"
+                seen.add(key)
+                push(Measurement(run_uid="cycle", seq=seq, positions=point,
+                                 values={"det_norm": truth(point)},
+                                 variances={"det_norm": 1e-4}))
+                seq += 1
+            # the next ask must see these measurements: wait until ingested (bounded)
+            requester = Requester(addr["request_port"])
+            try:
+                requester.wait_until(lambda s, n=seq: s["service"]["n_accepted"] == n)
+            finally:
+                requester.close()
+        status = await client.status()
+    finally:
+        client.close()
+        push.close()
+    assert phases[0] == "initial_design" and "gp" in phases and phases[-1] == "done"
+    assert status["n_measurements"] == 24 and status["n_rejected"] == 0
+    assert status["last_proposal"] is not None
+    assert (log.parent / "checkpoint" / "measurements.jsonl").read_text().count("\n") == 24
+
+
+async def test_bad_ask_gets_an_error_envelope_and_is_counted(service):
+    start, addr, _ = service
+    proc = start()
+    requester = Requester(addr["request_port"])
+    try:
+        requester.wait_ready(proc)
+    finally:
+        requester.close()
+    client = AgentClient(addr["request_port"], timeout_s=10)
+    try:
+        with pytest.raises(AgentRequestError, match="x=99"):
+            await client.ask(current_position={"x": 99.0, "y": 0.0})
+        with pytest.raises(AgentRequestError, match="current_position"):
+            await client.ask(current_position={"z": 1.0})
+        status = await client.status()
+        assert status["n_rejected"] == 2
+        assert (await client.ask()).points  # still serving
+    finally:
+        client.close()
+
+
+def test_killed_service_restarts_with_nothing_lost(service):
+    start, addr, _ = service
+    proc = start()
+    requester = Requester(addr["request_port"])
+    push = MeasurementPusher(addr["measurement_port"], encoding="json")
+    try:
+        requester.wait_ready(proc)
+        n = 20
+        for i in range(n):
+            point = {"x": -9.0 + 0.9 * i, "y": 5.0 - 0.4 * i}
+            failure = "detector saturated" if i == 7 else None
+            push(Measurement(run_uid="kill", seq=i, positions=point, failure=failure,
+                             values={} if failure else {"det_norm": truth(point)}))
+        before = requester.wait_until(lambda s: s["service"]["n_accepted"] == n)
+        proposal = requester.request({"type": "ask", "n": 2})
+        assert proposal["type"] == "proposal"
+        kill_group(proc)  # SIGKILL: no chance to clean up
+
+        proc = start()
+        after = requester.wait_ready(proc)
+    finally:
+        push.close()
+        requester.close()
+    assert after["service"]["n_recovered"] == n
+    assert (after["n_measurements"], after["n_failed"]) == (before["n_measurements"],
+                                                            before["n_failed"]) == (n - 1, 1)
+
+
+async def test_client_times_out_without_service_then_recovers():
+    from agent.service import serve_in_thread
+    from agent.service_config import ServiceConfig
+    from tests.service_helpers import ENGINE
+
+    port = free_tcp_port()
+    address = f"tcp://127.0.0.1:{port}"
+    client = AgentClient(address, timeout_s=0.3)
+    try:
+        with pytest.raises(AgentTimeoutError, match=rf"{address}.*0\.3 s") as info:
+            await client.ask()
+        assert isinstance(info.value, TimeoutError)
+        from agent.config import EngineConfig
+
+        handle = serve_in_thread(EngineConfig.model_validate(ENGINE),
+                                 ServiceConfig(request_port=port, measurement_port=0,
+                                               status_port=0))
+        try:
+            client.timeout_s = 10
+            assert (await client.ask()).phase == "initial_design"  # socket was reset
+        finally:
+            handle.stop()
+    finally:
+        client.close()
