@@ -1,0 +1,84 @@
+"""Devices of the (simulated) beamline, in two flavours built from one YAML config.
+
+ophyd-async (main flavour)::
+
+    from bluesky import RunEngine
+    import bluesky.plans as bp
+    from ophyd_async.plan_stubs import ensure_connected
+    from devices import load_beamline_config, make_beamline
+
+    RE = RunEngine()                         # create the RunEngine *before* connecting
+    bl = make_beamline(load_beamline_config())
+    RE(ensure_connected(bl))                 # PVConnectError names missing PVs + timeout
+    RE(bps.mv(bl.scaler.preset_time, 0.01))  # exposure, s
+    RE(bp.grid_scan([bl.scaler], bl.sample_stage.x, -5, 5, 11, bl.sample_stage.y, -5, 5, 11))
+
+Classic ophyd (caproto control layer)::
+
+    from devices import make_ophyd_beamline
+    obl = make_ophyd_beamline(load_beamline_config())   # connects, waits (timeout_s=10)
+    RE(bp.grid_scan([obl.scaler], obl.sample_stage.x, -5, 5, 11, obl.sample_stage.y, -5, 5, 11))
+
+Both beamlines have the same attributes (``sample_stage.x/.y``, ``mono_energy``, ``scaler``,
+``ring_current``, ``shutter``, ``motors`` by config name) and the same event fields:
+
+=================  ===================================================  ==========
+field              what                                                 units
+=================  ===================================================  ==========
+``sample_x/_y``    sample stage motor readbacks (RBV)                   mm
+``mono_energy``    monochromator energy readback                        eV
+``clock``          scaler channel 1 (reference clock counts)            counts
+``i0``             scaler channel 2, incident flux monitor              counts
+``det``            scaler channel 3, fluorescence detector              counts
+``ring_current``   storage-ring current                                 mA
+``shutter_status`` ``"OPEN"`` / ``"CLOSED"``                            --
+=================  ===================================================  ==========
+
+Behaviour added on top of the stock classes (both flavours):
+
+* moves are verified: ``set`` fails with :class:`MoveError` unless |RBV - target| <=
+  the motor's configured tolerance; limit violations raise :class:`LimitError`
+  ("move of sample_x to 12.0 mm outside limits [-10.0, 10.0] mm") before moving;
+* ophyd-async puts rejected by the IOC (or cut by a disconnect) raise :class:`PutError`
+  (see :mod:`devices.ca_put` for the upstream bug this works around);
+* scaler ``trigger`` waits for ``:NACQ`` to increment, so reads are never stale;
+* :func:`devices.suspenders.suspend_on_beam_loss` pauses scans when the beam is lost.
+
+Nothing connects, patches or starts threads at import time.
+"""
+
+from devices.config import BeamlineConfig, load_beamline_config
+from devices.errors import (
+    DeviceConnectError,
+    DeviceError,
+    LimitError,
+    MoveError,
+    PutError,
+    ShutterError,
+)
+
+__all__ = [
+    "BeamlineConfig",
+    "DeviceConnectError",
+    "DeviceError",
+    "LimitError",
+    "MoveError",
+    "PutError",
+    "ShutterError",
+    "load_beamline_config",
+    "make_beamline",
+    "make_ophyd_beamline",
+]
+
+
+def __getattr__(name: str):
+    # Lazy: importing ``devices`` must not import ophyd-async or ophyd (or pick a CA layer).
+    if name == "make_beamline":
+        from devices.factory import make_beamline
+
+        return make_beamline
+    if name == "make_ophyd_beamline":
+        from devices.classic import make_ophyd_beamline
+
+        return make_ophyd_beamline
+    raise AttributeError(f"module 'devices' has no attribute {name!r}")
