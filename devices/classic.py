@@ -17,7 +17,9 @@ import ophyd
 from ophyd import Component as Cpt
 from ophyd import Device, EpicsMotor, EpicsSignal, EpicsSignalRO
 from ophyd import FormattedComponent as FCpt
-from ophyd.scaler import ScalerCH
+from ophyd.device import DynamicDeviceComponent as DDCpt
+from ophyd.device import Kind
+from ophyd.scaler import ScalerCH, ScalerChannel
 from ophyd.status import DeviceStatus, SubscriptionStatus
 
 from devices.config import BeamlineConfig
@@ -31,6 +33,9 @@ class VerifiedEpicsMotor(EpicsMotor):
     within ``tolerance`` (EGU; None: the record's RDBD) of the target."""
 
     retry_deadband = Cpt(EpicsSignalRO, ".RDBD", kind="omitted")
+    # string=True: read EGU as text whether the IOC serves DBF_STRING or a char waveform
+    # (the sim serves a char waveform, which the stock Cpt reads as an int16 array).
+    motor_egu = Cpt(EpicsSignal, ".EGU", kind="config", string=True, auto_monitor=True)
 
     def __init__(self, prefix: str = "", *, name: str, tolerance: float | None = None, **kw):
         super().__init__(prefix, name=name, **kw)
@@ -80,6 +85,21 @@ class VerifiedEpicsMotor(EpicsMotor):
             outer.set_finished()
 
 
+class NamedScalerChannel(ScalerChannel):
+    """Stock ``ScalerChannel`` reading NMn as text (string=True), as ``motor_egu`` above."""
+
+    chname = FCpt(EpicsSignal, "{self.prefix}.NM{self._ch_num}", string=True, kind=Kind.config)
+
+
+class BeamlineScaler(ScalerCH):
+    """Stock ``ScalerCH`` (32 channels, ``select_channels`` by NMn) with text channel names."""
+
+    channels = DDCpt(
+        {f"chan{k:02d}": (NamedScalerChannel, "", {"ch_num": k, "kind": Kind.normal})
+         for k in range(1, 33)}
+    )
+
+
 class ClassicShutter(Device):
     """Shutter: ``set("OPEN"|"CLOSED")`` puts the command and finishes when the status
     readback agrees (``settle_timeout_s``). Reading: ``shutter_status``."""
@@ -119,7 +139,7 @@ class ClassicBeamline:
     config: BeamlineConfig
     sample_stage: ClassicSampleStage
     mono_energy: VerifiedEpicsMotor
-    scaler: ScalerCH
+    scaler: BeamlineScaler
     ring_current: EpicsSignalRO
     shutter: ClassicShutter
 
@@ -172,7 +192,7 @@ def make_ophyd_beamline(
         m = config.motor(name)
         return VerifiedEpicsMotor(config.pv(m.pv), name=m.name, tolerance=m.tolerance)
 
-    scaler = ScalerCH(config.pv(config.scaler.pv), name=config.scaler.name)
+    scaler = BeamlineScaler(config.pv(config.scaler.pv), name=config.scaler.name)
     scaler.stage_sigs["count_mode"] = "OneShot"
     bl = ClassicBeamline(
         config=config,
