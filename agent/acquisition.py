@@ -19,8 +19,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-#: weight left to featureless regions, so the map never stops filling space altogether
-FLOOR = 0.1
+#: weight of signal change relative to plain std; 1 + GAIN*(change / range of the data)
+GAIN = float(__import__("os").environ.get("BEAMAGENT_MAPPING_GAIN", "2.0"))
 CHUNK = 100
 
 
@@ -62,11 +62,11 @@ class Scorer:
         elif acquisition == "mapping":
             hps = np.asarray(gp.hyperparameters)
             ell = float(np.exp(np.mean(np.log(hps[1:]))))
-            spread = float(np.std(y)) + 1e-12
+            spread = float(np.ptp(y)) + 1e-12
             step = float(np.clip(0.5 * np.min(hps[1:]), 1e-3, 0.05))
             amp = np.abs(self.mu - np.median(y)) / spread
             grad = ell * gradient_norm(gp, x, step) / spread
-            self._weight = FLOOR + amp + grad
+            self._weight = 1.0 + GAIN * (amp + grad)
         self._beta = beta
         self._best = (float(np.max(y)), float(np.min(y)))
         self._acq = acquisition
