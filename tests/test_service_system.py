@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -160,3 +161,32 @@ async def test_client_times_out_without_service_then_recovers():
             handle.stop()
     finally:
         client.close()
+
+
+def test_status_is_published_and_sigterm_stops_cleanly(service):
+    import signal
+
+    import zmq
+
+    start, addr, log = service
+    proc = start()
+    requester = Requester(addr["request_port"])
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"status")
+    sub.connect(addr["status_port"])
+    try:
+        requester.wait_ready(proc)
+        assert sub.poll(10_000), "no status published within 10 s"
+        topic, payload = sub.recv_multipart()
+        status = json.loads(payload)["status"]
+        assert topic == b"status" and {"n_measurements", "n_rejected", "hyperparameters",
+                                       "training", "last_proposal"} <= set(status)
+    finally:
+        sub.close()
+        ctx.term()
+        requester.close()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0
+    assert "stopped cleanly" in log.read_text()
