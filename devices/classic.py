@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import dataclass
 
 import ophyd
@@ -66,14 +67,16 @@ class VerifiedEpicsMotor(EpicsMotor):
 
     def _finish(self, inner, outer: DeviceStatus, target: float) -> None:
         try:
-            readback = self.user_readback.get(use_monitor=False)
             egu = self.motor_egu.get()
+            readback = self.user_readback.get(use_monitor=False)
             if not inner.success:
                 raise MoveError(
                     f"move of {self.name} to {target} {egu} did not complete "
                     f"({inner.exception()!r}); readback {readback} {egu}"
                 )
             tol = self.tolerance if self.tolerance is not None else self.retry_deadband.get()
+            if not abs(readback - target) <= tol:
+                readback = self._settled_readback(readback, target, tol)
             if not abs(readback - target) <= tol:
                 raise MoveError(
                     f"move of {self.name} to {target} {egu} ended at readback {readback} "
@@ -83,6 +86,24 @@ class VerifiedEpicsMotor(EpicsMotor):
             outer.set_exception(exc)
         else:
             outer.set_finished()
+
+    def _settled_readback(self, readback: float, target: float, tol: float) -> float:
+        """Readback once the motor is really idle (DMOV=1 and RBV steady for a poll).
+
+        EpicsMotor ends a move on the next DMOV 0->1 it sees. Monitor callbacks can lag,
+        so a late DMOV pair of an earlier move (after ``stop()``, or one made by another
+        client) can end this move before it started. Only reached when off target.
+        """
+        velocity = max(self.velocity.get(), 1e-9)
+        deadline = time.monotonic() + abs(target - readback) / velocity + 10.0
+        while time.monotonic() < deadline:
+            time.sleep(0.02)
+            done = self.motor_done_move.get(use_monitor=False)
+            now = self.user_readback.get(use_monitor=False)
+            if abs(now - target) <= tol or (done == 1 and now == readback):
+                return now
+            readback = now
+        return readback
 
 
 class NamedScalerChannel(ScalerChannel):
