@@ -104,9 +104,9 @@ class EngineConfig(_Strict):
     default_noise_variance: PositiveFloat | None = Field(
         default=None, description="value units^2, for measurements without a variance; "
         "None uses (1e-2 * std of the values)^2")
-    n_candidates: int = Field(default=2000, ge=50, le=100_000)
+    n_candidates: int = Field(default=1000, ge=50, le=100_000)
     decision_flops: PositiveFloat = Field(
-        default=4e8, description="budget m*N^2 that caps the candidate count m at large N")
+        default=2e8, description="budget m*N^2 that caps the candidate count m at large N")
     pending_tolerance: PositiveFloat = Field(
         default=0.01, description="fraction of each range within which a measurement clears a "
         "pending point and within which no point is proposed twice")

@@ -1,0 +1,106 @@
+"""Decision latency: time from a measurement's arrival (Engine.tell) to the next proposal
+(Engine.ask returns), at N already-measured points, in 2-D and 4-D.
+
+Training is scheduled every 10 points (``training.schedule="every"``), so background training
+runs during most cycles; each cycle records whether a training job was running, and the
+latency with and without training is reported separately ("did training delay a proposal").
+
+    /work/venv/bin/python benchmarks/bench_decision_latency.py [--with-2000] [--cycles 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import time
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+from agent.config import make_engine_config  # noqa: E402
+from agent.engine import Engine  # noqa: E402
+from agent.messages import Measurement  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "decision_latency.json"
+
+
+def truth(x: np.ndarray) -> np.ndarray:
+    return np.exp(-np.sum((x - 0.3) ** 2, axis=1) / 0.02) + 0.5 * np.sin(6 * x[:, 0])
+
+
+def measurement(x: np.ndarray, seq: int, rng) -> Measurement:
+    names = [f"c{i}" for i in range(len(x))]
+    v = float(truth(x[None])[0] + rng.normal(0, 0.01))
+    return Measurement(run_uid="lat", seq=seq, positions=dict(zip(names, map(float, x),
+                                                                  strict=True)),
+                       values={"v": v}, variances={"v": 1e-4})
+
+
+def one(n: int, d: int, cycles: int, acquisition: str) -> dict:
+    rng = np.random.default_rng(n + d)
+    config = make_engine_config({
+        "coordinates": [{"name": f"c{i}", "low": 0, "high": 1, "velocity": 1.0}
+                        for i in range(d)],
+        "value": "v", "acquisition": acquisition, "stop": {"max_points": 100_000},
+        "overhead_s": 0.5, "training": {"schedule": "every", "first_at": 10, "every": 10}})
+    x0 = rng.random((n, d))
+    eng = Engine.from_measurements(config, [measurement(x, i, rng) for i, x in enumerate(x0)])
+    eng.wait_for_training(600)  # start from trained hyperparameters
+    prop = eng.ask(1)
+    lat, busy = [], []
+    for k in range(cycles):
+        x = np.array([prop.points[0][f"c{i}"] for i in range(d)])
+        m = measurement(x, n + k, rng)
+        t0 = time.perf_counter()
+        eng.tell(m)
+        training = eng.status()["training"]["running"]
+        prop = eng.ask(1, current_position=prop.points[0])
+        lat.append(time.perf_counter() - t0)
+        busy.append(training)
+    st = eng.status()["training"]
+    eng.close()
+    lat_ms, busy = 1e3 * np.array(lat), np.array(busy)
+
+    def pct(a, q):
+        return None if len(a) == 0 else float(np.percentile(a, q))
+    return {"n": n, "d": d, "cycles": cycles, "p50_ms": pct(lat_ms, 50), "p95_ms": pct(lat_ms, 95),
+            "max_ms": float(lat_ms.max()),
+            "p95_ms_training_running": pct(lat_ms[busy], 95),
+            "p95_ms_training_idle": pct(lat_ms[~busy], 95),
+            "cycles_with_training_running": int(busy.sum()),
+            "training_runs": st["n_trainings"], "last_training_s": st["last_duration_s"],
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--with-2000", action="store_true", help="also N=2000 (slow to set up)")
+    ap.add_argument("--cycles", type=int, default=40)
+    ap.add_argument("--acquisition", default="mapping")
+    args = ap.parse_args()
+    ns = [50, 200, 500, 1000] + ([2000] if args.with_2000 else [])
+    rows = []
+    print(f"{'d':>2} {'N':>5} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7} {'p95 busy':>8} "
+          f"{'p95 idle':>8} {'busy':>5} {'RSS MB':>7}")
+    for d in (2, 4):
+        for n in ns:
+            r = one(n, d, args.cycles, args.acquisition)
+            rows.append(r)
+
+            def fmt(v):
+                return "   -   " if v is None else f"{v:7.1f}"
+            print(f"{d:>2} {n:>5} {r['p50_ms']:7.1f} {r['p95_ms']:7.1f} {r['max_ms']:7.1f} "
+                  f"{fmt(r['p95_ms_training_running']):>8} {fmt(r['p95_ms_training_idle']):>8} "
+                  f"{r['cycles_with_training_running']:>5} {r['peak_rss_mb']:7.0f}", flush=True)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"acquisition": args.acquisition, "rows": rows}, indent=1))
+    print(f"wrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
