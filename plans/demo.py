@@ -1,0 +1,89 @@
+"""``beamagent demo``: an autonomous 2-D map of a hidden sample, end to end, on real parts.
+
+Starts the simulated beamline (caproto IOCs over Channel Access) and the agent service
+(gpCAM behind ZeroMQ) as subprocesses, maps the sample with ``gp_scan`` from a RunEngine with
+ophyd-async devices, then runs a raster ``grid_scan`` of equal beamtime for comparison. Writes
+the documents (bluesky's JSONLinesWriter), a figure and a summary to the output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from plans.processes import agent_service, ca_client_environment, free_port_pair, simulated_beamline
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = ("particles", "domains", "phase_boundary")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sample", choices=SAMPLES, default="particles",
+                        help="hidden sample to map (default: particles)")
+    parser.add_argument("--points", type=int, default=150,
+                        help="point budget of the autonomous map (default: 150)")
+    parser.add_argument("--output", type=Path, default=Path("beamagent-output/demo"),
+                        help="folder for documents, figure and summary")
+    parser.add_argument("--exposure-s", type=float, default=0.05, help="count time per point, s")
+    parser.add_argument("--velocity-mm-s", type=float, default=20.0,
+                        help="sample stage VELO, mm/s (default: 20)")
+    parser.add_argument("--seed", type=int, default=0, help="sample geometry and noise seed")
+
+
+def write_configs(args: argparse.Namespace, out: Path) -> tuple[Path, Path]:
+    """The demo's beamline and agent YAMLs, derived from configs/ with the chosen options."""
+    beamline = yaml.safe_load((REPO / "configs" / "beamline.yaml").read_text())
+    for motor in beamline["beamline"]["motors"]:
+        if motor["name"] in ("sample_x", "sample_y"):
+            motor["velocity"] = args.velocity_mm_s
+    beamline.setdefault("simulation", {}).update(sample=args.sample, seed=args.seed)
+    agent = yaml.safe_load((REPO / "configs" / "agent.yaml").read_text())
+    for coordinate in agent["engine"]["coordinates"]:
+        coordinate["velocity"] = args.velocity_mm_s
+    agent["engine"]["stop"] = {"max_points": args.points}
+    agent["engine"]["overhead_s"] = args.exposure_s
+    paths = out / "beamline.yaml", out / "agent.yaml"
+    for path, data in zip(paths, (beamline, agent), strict=True):
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return paths
+
+
+def prepare_output(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in [*out.glob("documents/*.jsonl"), *out.glob("agent/*")]:
+        stale.unlink()  # a fresh agent: its service would otherwise recover the last run
+    (out / "documents").mkdir(exist_ok=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.points < 10:
+        print(f"--points {args.points}: need at least 10 for a map", file=sys.stderr)
+        return 2
+    out = args.output.resolve()
+    prepare_output(out)
+    beamline_yaml, agent_yaml = write_configs(args, out)
+    port = free_port_pair()
+    print(f"beamagent demo: sample {args.sample!r}, {args.points} points, output {out}")
+    t0 = time.monotonic()
+    with simulated_beamline(beamline_yaml, port, out) as _, \
+            agent_service(agent_yaml, out / "agent", out) as addresses:
+        print(f"  simulated beamline on 127.0.0.1:{port}, agent at {addresses['request']}")
+        os.environ.update(ca_client_environment(port))  # before any CA client connects
+        from plans.demo_session import DemoSession  # imports CA clients: after the env is set
+
+        session = DemoSession(beamline_yaml, agent_yaml, addresses, out, args)
+        try:
+            summary = session.run()
+        except KeyboardInterrupt:
+            print("interrupted: stopping the simulator and the agent", file=sys.stderr)
+            return 130
+    summary["total wall time"] = f"{time.monotonic() - t0:.1f} s"
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print("\n".join(f"  {k}: {v}" for k, v in summary.items()))
+    return 0

@@ -1,0 +1,179 @@
+"""The demo's RunEngine session: connect, map with the agent, raster at equal beamtime, score.
+
+Imported only after the Channel Access environment is set (libca reads it once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from bluesky import RunEngine
+from bluesky import plan_stubs as bps
+from bluesky import plans as bp
+from bluesky.callbacks.json_writer import JSONLinesWriter
+from ophyd_async.plan_stubs import ensure_connected
+
+from agent.client import AgentClient
+from agent.config import load_engine_config
+from agent.engine import Engine
+from agent.reducers import ScalarReducer
+from devices import load_beamline_config, make_beamline
+from plans.figure import write_figure
+from plans.gp_scan import gp_scan
+from plans.progress import ProgressPrinter
+from plans.scoring import Truth, motion_time_s, raster_map, rmse
+from sim.config import load_config
+from sim.samples import make_sample
+
+POSITIONS = {"x": "sample_x", "y": "sample_y"}
+BOUNDS = (-10.0, 10.0)
+
+
+@dataclass
+class RunRecord:
+    """What one run's documents say: point positions, det/i0 values, beamtime."""
+
+    points: np.ndarray  # (m, 2) readbacks, mm
+    values: np.ndarray  # (m,) det/i0
+    beamtime_s: float
+    proposals: list[dict]  # provenance events' data (agent runs)
+
+
+def record_of(docs: list[tuple[str, dict]]) -> RunRecord:
+    streams = {d["uid"]: d["name"] for n, d in docs if n == "descriptor"}
+    events = [(streams[d["descriptor"]], d["data"]) for n, d in docs if n == "event"]
+    primary = [data for stream, data in events if stream == "primary"]
+    start = next(d for n, d in docs if n == "start")
+    stop = next(d for n, d in docs if n == "stop")
+    return RunRecord(
+        points=np.array([[e["sample_x"], e["sample_y"]] for e in primary]),
+        values=np.array([e["det"] / e["i0"] for e in primary]),
+        beamtime_s=stop["time"] - start["time"],
+        proposals=[data for stream, data in events if stream == "proposals"],
+    )
+
+
+def percentiles(values, unit_scale: float = 1e3) -> str:
+    p50, p95 = np.percentile(np.asarray(values) * unit_scale, [50, 95])
+    return f"p50 {p50:.1f} ms, p95 {p95:.1f} ms"
+
+
+class DemoSession:
+    def __init__(self, beamline_yaml: Path, agent_yaml: Path, addresses: dict[str, str],
+                 out: Path, args: argparse.Namespace):
+        self.beamline_yaml, self.agent_yaml = beamline_yaml, agent_yaml
+        self.addresses, self.out, self.args = addresses, out, args
+        self.config = load_beamline_config(beamline_yaml)
+        self.RE = RunEngine()  # before connecting ophyd-async devices (FIELD_NOTES)
+
+    def run(self) -> dict:
+        bl = make_beamline(self.config)
+        self.RE(ensure_connected(bl, timeout=20))
+        self.RE(bps.mv(bl.scaler.preset_time, self.args.exposure_s))
+        print("  devices connected; mapping with the agent")
+        agent_run, received = self.map_with_agent(bl)
+        n = self.raster_size(agent_run)
+        print(f"  agent done in {agent_run.beamtime_s:.1f} s; raster {n}x{n} of equal beamtime")
+        raster = self.run_raster(bl, n)
+        return self.report(agent_run, received, raster, n)
+
+    def _record(self, plan, progress: ProgressPrinter, *extra) -> RunRecord:
+        docs: list = []
+        writer = JSONLinesWriter(str(self.out / "documents"))
+        self.RE(plan, [writer, progress, lambda n, d: docs.append((n, d)), *extra])
+        return record_of(docs)
+
+    def map_with_agent(self, bl) -> tuple[RunRecord, list]:
+        client = AgentClient(self.addresses["request"], timeout_s=10.0)
+        reducer = ScalarReducer(positions=POSITIONS, address=self.addresses["measurement"])
+        received: list = []  # the same reduction as the agent's, kept for the posterior
+        mirror = ScalarReducer(positions=POSITIONS, sink=received.append)
+        plan = gp_scan([bl.scaler], bl.sample_stage.x, BOUNDS, bl.sample_stage.y, BOUNDS,
+                       agent=client, reducer=reducer, max_points=self.args.points,
+                       md={"demo": {"sample": self.args.sample, "seed": self.args.seed}})
+        try:
+            record = self._record(plan, ProgressPrinter("agent", self.args.points), mirror)
+        finally:
+            reducer.close()
+            client.close()
+        return record, received
+
+    def raster_size(self, agent_run: RunRecord) -> int:
+        """The largest n whose n x n snake raster fits in the agent's beamtime.
+
+        Per-point overhead (everything but motion and exposure) is taken from the agent run.
+        """
+        velocity, accl = self.args.velocity_mm_s, self.config.motor("sample_x").acceleration_s
+        m = len(agent_run.points)
+        motion = motion_time_s(agent_run.points, velocity, accl)
+        per_point = max(0.0, (agent_run.beamtime_s - motion) / m)
+        n = 2
+        while (n + 1) ** 2 * per_point + self._raster_motion(n + 1, velocity, accl) \
+                <= agent_run.beamtime_s:
+            n += 1
+        return n
+
+    @staticmethod
+    def _raster_motion(n: int, velocity: float, accl: float) -> float:
+        step = (BOUNDS[1] - BOUNDS[0]) / (n - 1)
+        return n * (n - 1) * (step / velocity + accl) + (n - 1) * (step / velocity + accl)
+
+    def run_raster(self, bl, n: int) -> RunRecord:
+        x, y = bl.sample_stage.x, bl.sample_stage.y
+        plan = bp.grid_scan([bl.scaler], y, *BOUNDS, n, x, *BOUNDS, n, snake_axes=True,
+                            md={"demo": {"role": "raster at equal beamtime"}})
+        return self._record(plan, ProgressPrinter("raster", n * n))
+
+    def truth(self, n: int = 101) -> Truth:
+        sim = load_config(self.beamline_yaml).simulation
+        xs = ys = np.linspace(*BOUNDS, n)
+        gx, gy = np.meshgrid(xs, ys)
+        signal = make_sample(sim.sample, sim.seed).signal(gx, gy, None)
+        flux = sim.flux  # expected det/i0, dark counts included (sim.physics)
+        expected = (flux.det_cps * signal + flux.dark_cps) / (flux.i0_cps + flux.dark_cps)
+        return Truth(xs, ys, expected)
+
+    def posterior(self, received: list, truth: Truth) -> tuple[np.ndarray, np.ndarray]:
+        engine = Engine.from_measurements(load_engine_config(self.agent_yaml), received)
+        try:
+            engine.wait_for_training(120.0)
+            pts = truth.points()
+            parts = [engine.posterior(pts[i:i + 500]) for i in range(0, len(pts), 500)]
+        finally:
+            engine.close()
+        mean = np.concatenate([p[0] for p in parts]).reshape(truth.z.shape)
+        std = np.sqrt(np.concatenate([p[1] for p in parts])).reshape(truth.z.shape)
+        return mean, std
+
+    def report(self, agent_run: RunRecord, received: list, raster: RunRecord, n: int) -> dict:
+        truth = self.truth()
+        mean, std = self.posterior(received, truth)
+        order = np.lexsort((raster.points[:, 0], raster.points[:, 1]))
+        xs = np.linspace(*BOUNDS, n)
+        raster_z = raster_map(xs, xs, raster.values[order].reshape(n, n), truth)
+        agent_rmse, raster_rmse = rmse(mean, truth), rmse(raster_z, truth)
+        waits = [p["proposal_wait_s"] for p in agent_run.proposals]
+        decisions = [p["proposal_decision_time_s"] for p in agent_run.proposals]
+        summary = {
+            "sample": self.args.sample,
+            "agent points": len(agent_run.points),
+            "agent beamtime": f"{agent_run.beamtime_s:.1f} s",
+            "raster points": f"{n}x{n} = {n * n}",
+            "raster beamtime": f"{raster.beamtime_s:.1f} s",
+            "RMSE agent": f"{agent_rmse:.3g}",
+            "RMSE raster": f"{raster_rmse:.3g}",
+            "RMSE agent/raster": f"{agent_rmse / raster_rmse:.2f}",
+            "decision time (agent)": percentiles(decisions),
+            "plan blocked on agent": percentiles(waits),
+            "figure": str(self.out / "demo.png"),
+            "documents": str(self.out / "documents"),
+        }
+        write_figure(self.out / "demo.png", truth, raster_z, raster.points, mean, std,
+                     agent_run.points, summary)
+        if not math.isfinite(agent_rmse):
+            raise RuntimeError(f"agent RMSE is {agent_rmse}: the posterior is not finite")
+        return summary

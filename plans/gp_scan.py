@@ -1,0 +1,193 @@
+"""``gp_scan``: an autonomous scan whose points come from the GP agent.
+
+Each step asks the agent for a point, moves there, checks the readbacks arrived within
+tolerance, then triggers and reads the detectors. The next proposal is computed while the
+current point is measured (pipelined), so the agent's thinking hides behind the beamtime.
+Every proposal is also recorded in the run's ``proposals`` stream (see plans.provenance).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from bluesky import plan_stubs as bps
+from bluesky import preprocessors as bpp
+from bluesky.protocols import Movable, Readable
+from bluesky.utils import MsgGenerator
+
+from agent.messages import Proposal
+from plans import tasks
+from plans.errors import MoveVerificationError, PlanArgumentError
+from plans.preflight import Bounds, check_bounds, check_fields, motor_tolerance
+from plans.provenance import STREAM, ProposalRecorder
+
+DEFAULT_TOLERANCE = 1e-3  # egu, used only where a motor exposes no RDBD
+
+
+def parse_motor_bounds(args: Sequence) -> tuple[list[Movable], list[Bounds]]:
+    """Split ``motor1, (lo, hi), motor2, (lo, hi), ...``. Raises PlanArgumentError."""
+    if not args or len(args) % 2:
+        raise PlanArgumentError(
+            f"expected motor, (lo, hi) pairs; got {len(args)} positional arguments"
+        )
+    motors, bounds = list(args[0::2]), []
+    for motor, pair in zip(motors, args[1::2], strict=True):
+        try:
+            lo, hi = (float(v) for v in pair)
+        except (TypeError, ValueError):
+            raise PlanArgumentError(
+                f"bounds of {motor.name} must be (lo, hi); got {pair!r}"
+            ) from None
+        bounds.append((lo, hi))
+    return motors, bounds
+
+
+def check_agent(agent_config: dict, motors: Sequence, bounds: Sequence[Bounds],
+                max_points: int | None) -> list[str]:
+    """Refuse a run the agent cannot serve. Returns the agent's coordinate names, in motor order.
+
+    The agent's coordinates pair with the motors in order; their bounds must match the plan's
+    (the agent proposes inside its own bounds).
+    """
+    coordinates = agent_config["coordinates"]
+    if len(coordinates) != len(motors):
+        raise PlanArgumentError(
+            f"agent models {len(coordinates)} coordinates {[c['name'] for c in coordinates]} "
+            f"but the plan moves {len(motors)} motors {[m.name for m in motors]}"
+        )
+    for motor, (lo, hi), c in zip(motors, bounds, coordinates, strict=True):
+        if not (math.isclose(c["low"], lo) and math.isclose(c["high"], hi)):
+            raise PlanArgumentError(
+                f"bounds of {motor.name} [{lo}, {hi}] differ from the agent's coordinate "
+                f"{c['name']!r} bounds [{c['low']}, {c['high']}] {c.get('units', '')}"
+            )
+    stop = agent_config.get("stop") or {}
+    agent_stops = [stop.get(k) for k in ("max_points", "max_time_s", "target_uncertainty")]
+    if max_points is None and all(v is None for v in agent_stops):
+        raise PlanArgumentError("no stop condition: give max_points or configure the agent's stop")
+    return [c["name"] for c in coordinates]
+
+
+def move_verified(motors: Sequence, targets: Sequence[float],
+                  tolerances: Sequence[float]) -> MsgGenerator[None]:
+    """Move all motors together, then check each readback is within tolerance of its target.
+
+    Raises MoveVerificationError naming the motor, target, readback and tolerance.
+    """
+    yield from bps.mv(*[x for pair in zip(motors, targets, strict=True) for x in pair])
+    for motor, target, tol in zip(motors, targets, tolerances, strict=True):
+        readback = float((yield from bps.rd(motor)))
+        if abs(readback - target) > tol:
+            raise MoveVerificationError(
+                f"{motor.name} reported done at {readback} but the target was {target} "
+                f"(tolerance {tol})"
+            )
+
+
+def reducer_fields(reducer) -> list[str]:
+    """Event fields a reducer needs from the detectors (motor readbacks excluded)."""
+    names = [getattr(reducer, attr, None) for attr in ("detector", "monitor", "image")]
+    return [n for n in names if n]
+
+
+def check_reducer(reducer, coordinates: Sequence[str], motors: Sequence) -> None:
+    """The reducer must place each coordinate at the readback of the motor paired with it."""
+    expected = {c: m.name for c, m in zip(coordinates, motors, strict=True)}
+    if dict(reducer.positions) != expected:
+        raise PlanArgumentError(
+            f"reducer positions {dict(reducer.positions)} do not match the agent's coordinates "
+            f"paired with the motors' readbacks {expected}"
+        )
+
+
+def gp_scan(
+    detectors: Sequence[Readable],
+    *args: Any,
+    agent: Any,
+    reducer: Callable | None = None,
+    max_points: int | None = None,
+    tolerance: float | None = None,
+    ask_timeout_s: float = 30.0,
+    md: dict | None = None,
+) -> MsgGenerator[None]:
+    """Autonomous scan: measure where the GP agent says it learns (or gains) the most.
+
+    Parameters
+    ----------
+    detectors: readables triggered and read at each point.
+    *args: ``motor1, (lo, hi), motor2, (lo, hi), ...`` in each motor's engineering units. Motors
+        pair in order with the agent's coordinates, whose bounds must be the same.
+    agent: an ``agent.client.AgentClient`` (the ``beamagent agent`` service, or one served
+        in-process with ``agent.service.serve_in_thread``).
+    reducer: a bluesky callback delivering this run's reduced data to the agent, e.g.
+        ``agent.reducers.ScalarReducer(positions={"x": "sample_x", ...}, address=...)``. It is
+        subscribed for this run only. None if reduction runs elsewhere (another process).
+    max_points: point budget of this run; None leaves the stop to the agent's own condition.
+    tolerance: |readback - target| accepted after a move, egu; default each motor's RDBD.
+    ask_timeout_s: how long to wait for a proposal before failing.
+    md: metadata merged into the start document.
+
+    Raises
+    ------
+    PlanArgumentError: before the first move, for bounds outside a motor's limits, an unknown
+        detector field, bounds unlike the agent's, or no stop condition.
+    MoveVerificationError: a readback not within tolerance after a move.
+    agent.errors.AgentTimeoutError: the agent did not answer within ``ask_timeout_s``.
+    """
+    motors, bounds = parse_motor_bounds(args)
+    if max_points is not None and max_points < 1:
+        raise PlanArgumentError(f"max_points={max_points}: must be >= 1")
+    agent_config = yield from tasks.run_coroutine(agent.config)
+    coordinates = check_agent(agent_config, motors, bounds, max_points)
+    units = yield from check_bounds(motors, bounds)
+    if reducer is not None:
+        check_reducer(reducer, coordinates, motors)
+        yield from check_fields(detectors, reducer_fields(reducer))
+    tolerances = []
+    for motor in motors:
+        tolerances.append((yield from motor_tolerance(motor, tolerance or DEFAULT_TOLERANCE)))
+    recorder = ProposalRecorder(coordinates, units)
+    _md = {
+        "plan_name": "gp_scan",
+        "plan_args": {
+            "detectors": [d.name for d in detectors],
+            "args": [x.name if hasattr(x, "name") else list(x) for x in args],
+            "max_points": max_points,
+            "tolerance": tolerance,
+        },
+        "detectors": [d.name for d in detectors],
+        "motors": [m.name for m in motors],
+        "agent_config": agent_config,
+        "hints": {"dimensions": [([m.name], "primary") for m in motors]},
+        **({"num_points": max_points} if max_points else {}),
+        **(md or {}),
+    }
+
+    def measure_points() -> MsgGenerator[None]:
+        measured = 0
+        call = tasks.BackgroundCall(lambda: agent.ask(1))
+        while max_points is None or measured < max_points:
+            asked = time.monotonic()
+            proposal: Proposal = yield from tasks.result(call, ask_timeout_s)
+            wait_s = time.monotonic() - asked
+            if proposal.phase == "done":
+                break
+            targets = [proposal.points[0][c] for c in coordinates]
+            measured += 1
+            if max_points is None or measured < max_points:
+                here = dict(zip(coordinates, targets, strict=True))
+                call = tasks.BackgroundCall(lambda here=here: agent.ask(1, current_position=here))
+                yield from tasks.start(call)  # the next decision runs while this point is measured
+            yield from move_verified(motors, targets, tolerances)
+            recorder.record(proposal, wait_s)
+            yield from bps.trigger_and_read([recorder], name=STREAM)
+            yield from bps.trigger_and_read([*detectors, *motors])
+            yield from bps.checkpoint()
+
+    plan = bpp.stage_wrapper(bpp.run_wrapper(measure_points(), md=_md), [*detectors, *motors])
+    if reducer is not None:
+        plan = bpp.subs_wrapper(plan, reducer)
+    return (yield from plan)

@@ -1,0 +1,126 @@
+"""Start the simulated beamline and the agent service as subprocesses, and always stop them.
+
+Each child gets its own process group, so a stop takes its children with it; a context
+manager guarantees the stop, on errors and Ctrl-C too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def free_port_pair() -> int:
+    """A port p on 127.0.0.1 with p (TCP+UDP) and p+1 (UDP, CA repeater) free now."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port < 65000 and all(_udp_free(p) for p in (port, port + 1)):
+            return port
+    raise RuntimeError("no free port pair on 127.0.0.1")
+
+
+def _udp_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def ca_client_environment(port: int) -> dict[str, str]:
+    """Channel Access client settings for one IOC on 127.0.0.1:port (see FIELD_NOTES)."""
+    return {
+        "EPICS_CA_ADDR_LIST": f"127.0.0.1:{port}",
+        "EPICS_CA_AUTO_ADDR_LIST": "NO",
+        "EPICS_CA_REPEATER_PORT": str(port + 1),
+    }
+
+
+def stop_process_group(process: subprocess.Popen, timeout_s: float = 5.0) -> None:
+    """SIGTERM the child's process group, then SIGKILL if it has not exited in time."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout_s)
+
+
+@contextlib.contextmanager
+def child(args: list[str], log_path: Path, env: dict[str, str] | None = None
+          ) -> Iterator[subprocess.Popen]:
+    """Run ``python args...`` in its own process group; stderr goes to ``log_path``."""
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, *args], stdout=subprocess.PIPE, stderr=log, text=True,
+            env={**os.environ, **(env or {})}, start_new_session=True,
+        )
+    try:
+        yield process
+    finally:
+        stop_process_group(process)
+        if process.stdout:
+            process.stdout.close()
+
+
+def read_line(process: subprocess.Popen, prefix: str, timeout_s: float, what: str) -> str:
+    """The first stdout line starting with ``prefix``. Raises RuntimeError on exit or timeout."""
+    deadline = time.monotonic() + timeout_s
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0:
+            if selector.select(left):
+                line = process.stdout.readline()
+                if not line:
+                    break
+                if line.startswith(prefix):
+                    return line.strip()
+    raise RuntimeError(f"{what} did not print {prefix!r} within {timeout_s} s "
+                       f"(exit code {process.poll()})")
+
+
+def wait_for_tcp(port: int, timeout_s: float, what: str) -> None:
+    """Poll until 127.0.0.1:port accepts TCP. Raises RuntimeError naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as s, contextlib.suppress(OSError):
+            s.settimeout(0.2)
+            s.connect(("127.0.0.1", port))
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} not accepting connections on 127.0.0.1:{port} after {timeout_s} s")
+
+
+@contextlib.contextmanager
+def simulated_beamline(config_path: Path, port: int, log_dir: Path) -> Iterator[subprocess.Popen]:
+    """``python -m sim`` on 127.0.0.1:port, connectable on return."""
+    with child(["-m", "sim", "--config", str(config_path), "--port", str(port)],
+               log_dir / "sim.log") as process:
+        wait_for_tcp(port, 30.0, "simulated beamline")
+        yield process
+
+
+@contextlib.contextmanager
+def agent_service(config_path: Path, checkpoint_dir: Path, log_dir: Path
+                  ) -> Iterator[dict[str, str]]:
+    """``python -m agent`` on free loopback ports. Yields its addresses by role."""
+    args = ["-m", "agent", "--config", str(config_path), "--checkpoint-dir", str(checkpoint_dir),
+            "--request-port", "0", "--measurement-port", "0", "--status-port", "0"]
+    with child(args, log_dir / "agent.log") as process:
+        ready = read_line(process, "READY", 60.0, "agent service")
+        yield dict(item.split("=", 1) for item in ready.split()[1:])
