@@ -169,6 +169,7 @@ def gp_scan(
     def measure_points() -> MsgGenerator[None]:
         measured = 0
         call = tasks.BackgroundCall(lambda: agent.ask(1))
+        yield from bps.checkpoint()  # a pause before the first point resumes here
         while max_points is None or measured < max_points:
             asked = time.monotonic()
             proposal: Proposal = yield from tasks.result(call, ask_timeout_s)
@@ -182,9 +183,10 @@ def gp_scan(
                 call = tasks.BackgroundCall(lambda here=here: agent.ask(1, current_position=here))
                 yield from tasks.start(call)  # the next decision runs while this point is measured
             yield from move_verified(motors, targets, tolerances)
+            yield from bps.trigger_and_read([*detectors, *motors])
+            # Provenance last: a pause or suspension before here replays no saved event.
             recorder.record(proposal, wait_s)
             yield from bps.trigger_and_read([recorder], name=STREAM)
-            yield from bps.trigger_and_read([*detectors, *motors])
             yield from bps.checkpoint()
 
     plan = bpp.stage_wrapper(bpp.run_wrapper(measure_points(), md=_md), [*detectors, *motors])
