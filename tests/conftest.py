@@ -11,3 +11,4 @@ from tests.epics_env import client_environment
 os.environ.update(client_environment())
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+pytest_plugins = ["tests.ioc_fixture"]

@@ -1,0 +1,51 @@
+"""``beamagent sim`` / ``python -m sim``: serve the simulated beamline on loopback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from devices.config import DEFAULT_CONFIG
+from sim.errors import SimError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG),
+                        help="beamline YAML (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=5064, help="CA server port (default 5064)")
+    parser.add_argument("--interface", default="127.0.0.1",
+                        help="interface to serve on (default 127.0.0.1; wider must be explicit)")
+    parser.add_argument("--seed", type=int, default=None, help="override simulation.seed")
+    parser.add_argument("--list", action="store_true",
+                        help="print 'record type' lines, like dbl, and exit")
+
+
+def run(args: argparse.Namespace) -> int:
+    from sim.beamline import SimBeamline
+    from sim.config import load_config
+    from sim.server import run_until_signal
+
+    try:
+        config = load_config(args.config, seed=args.seed)
+        beamline = SimBeamline(config)
+    except SimError as exc:
+        print(f"beamagent sim: {exc}", file=sys.stderr)
+        return 2
+    if args.list:
+        for name, rtype in beamline.records():
+            print(f"{name} {rtype}")
+        return 0
+
+    def banner(ctx) -> None:
+        print(f"beamagent sim: serving {len(beamline.pvdb)} PVs on {args.interface}:{args.port} "
+              f"(sample {config.simulation.sample}, seed {config.simulation.seed}); "
+              "Ctrl-C stops", flush=True)
+
+    run_until_signal(beamline, args.port, args.interface, ready=banner)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sim", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

@@ -1,0 +1,86 @@
+"""Serve a :class:`~sim.beamline.SimBeamline` with caproto's asyncio server on loopback.
+
+Two fixes over a plain ``caproto.asyncio.server.run``:
+
+- ``server_environment`` pins the server to one interface and port and stops beacons to
+  255.255.255.255 (caproto reads these variables when the Context starts, so set them first).
+- Nagle stall (FIELD_NOTES): asyncio only sets TCP_NODELAY on sockets whose ``proto`` is
+  IPPROTO_TCP, but caproto 1.3.0 creates its listening socket with proto 0, so accepted
+  circuits keep Nagle on and replies to concurrent requests stall ~40 ms.
+  :class:`NodelayContext` overrides ``tcp_handler``, the one hook that sees every new
+  circuit, and sets TCP_NODELAY on it before caproto starts reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+
+from caproto.asyncio.server import Context
+
+from sim.beamline import SimBeamline
+
+
+def server_environment(port: int, interface: str = "127.0.0.1") -> dict[str, str]:
+    """Environment a caproto server process needs to serve only on ``interface:port``."""
+    return {
+        "EPICS_CA_SERVER_PORT": str(port),
+        "EPICS_CAS_INTF_ADDR_LIST": interface,
+        "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
+        "EPICS_CAS_BEACON_ADDR_LIST": interface,
+        # beacons go to the clients' repeater port (tests/epics_env.py uses port + 1)
+        "EPICS_CAS_BEACON_PORT": str(port + 1),
+    }
+
+
+class _NoRepeaterFilter(logging.Filter):
+    """Drop caproto's per-beacon traceback when no CA repeater listens on loopback.
+
+    Linux wheels of libca ship no caRepeater (FIELD_NOTES), so beacons to the repeater port
+    are refused; that is harmless and would otherwise print a traceback every period.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Failed to send beacon")
+
+
+class NodelayContext(Context):
+    """caproto asyncio server Context whose TCP circuits have TCP_NODELAY set."""
+
+    async def tcp_handler(self, client, addr):
+        sock = client.writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return await super().tcp_handler(client, addr)
+
+
+async def serve(beamline: SimBeamline, port: int, interface: str = "127.0.0.1",
+                ready=None) -> None:
+    """Serve until cancelled. ``ready(ctx)`` is called once the server is starting."""
+    os.environ.update(server_environment(port, interface))
+    await beamline.initialise()
+    logging.getLogger("caproto.ctx").addFilter(_NoRepeaterFilter())
+    ctx = NodelayContext(beamline.pvdb, [interface])
+    if ready is not None:
+        ready(ctx)
+    await ctx.run(startup_hook=beamline.run_background)
+
+
+def run_until_signal(beamline: SimBeamline, port: int, interface: str = "127.0.0.1",
+                     ready=None) -> None:
+    """Blocking: serve until SIGINT or SIGTERM, then shut down cleanly."""
+
+    async def main() -> None:
+        task = asyncio.create_task(serve(beamline, port, interface, ready))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    asyncio.run(main())

@@ -1,0 +1,155 @@
+"""pytest plugin: the simulated beamline as a subprocess IOC (registered in conftest.py).
+
+- ``sim_beamline`` (session): ``python -m sim`` on ``tests.epics_env.CA_PORT``, the port the
+  client environment of this pytest process points at. Yields a :class:`RunningSim`.
+- ``running_sim(config_path, port)``: context manager for tests that kill or restart an IOC.
+  Recommended for disconnect tests: serve on a *free port of its own* and run the CA client in
+  a subprocess whose env is ``tests.epics_env.client_environment(port)`` (libca reads the env
+  once per process). Serving on CA_PORT instead only works if the session IOC is not running
+  at the same time (two servers on one port split the clients, FIELD_NOTES).
+- ``ca_read(pv, port)``: a CA read straight to ``127.0.0.1:port`` over TCP (no UDP search,
+  no repeater), used as the readiness probe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import caproto as ca
+import pytest
+
+from devices.config import DEFAULT_CONFIG, BeamlineConfig
+from sim.config import FullConfig, load_config
+from sim.server import server_environment
+from tests.epics_env import CA_PORT
+
+REPO = Path(__file__).resolve().parent.parent
+START_TIMEOUT_S = 20.0
+
+
+@dataclass
+class RunningSim:
+    port: int
+    config_path: Path
+    config: BeamlineConfig  # the validated ``beamline:`` section
+    full_config: FullConfig  # both sections (simulation: is hidden physics)
+    process: subprocess.Popen
+    log_path: Path
+
+    def pv(self, suffix: str) -> str:
+        return self.config.pv(suffix)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def ca_read(pv: str, port: int, host: str = "127.0.0.1", timeout: float = 1.0):
+    """Read ``pv`` from the CA server at ``host:port``; returns the value array.
+
+    Raises OSError/TimeoutError if the server is not there or does not answer in ``timeout``.
+    """
+    circuit = ca.VirtualCircuit(our_role=ca.CLIENT, address=(host, port), priority=0)
+    deadline = time.monotonic() + timeout
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        circuit.our_address = sock.getsockname()
+        chan = ca.ClientChannel(pv, circuit)
+
+        def send(*commands) -> None:
+            sock.sendall(b"".join(circuit.send(*commands)))
+
+        def until(predicate):
+            while time.monotonic() < deadline:
+                data = sock.recv(65536)
+                if not data:
+                    raise ConnectionError(f"{host}:{port} closed the circuit")
+                commands, _ = circuit.recv(data)
+                for command in commands:
+                    circuit.process_command(command)
+                    if predicate(command):
+                        return command
+            raise TimeoutError(f"no answer for {pv} from {host}:{port} in {timeout} s")
+
+        send(ca.VersionRequest(priority=0, version=ca.DEFAULT_PROTOCOL_VERSION),
+             chan.host_name(socket.gethostname()), chan.client_name(getpass.getuser()),
+             chan.create())
+        until(lambda c: isinstance(c, ca.CreateChanResponse))
+        send(chan.read())
+        return until(lambda c: isinstance(c, ca.ReadNotifyResponse)).data
+
+
+def wait_connectable(pv: str, port: int, timeout_s: float = START_TIMEOUT_S,
+                     process: subprocess.Popen | None = None) -> float:
+    """Poll ``ca_read`` until it answers; returns seconds waited. Raises TimeoutError."""
+    t0 = time.monotonic()
+    while True:
+        try:
+            ca_read(pv, port, timeout=0.5)
+            return time.monotonic() - t0
+        except (OSError, TimeoutError, ca.CaprotoError):
+            pass
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"IOC exited with {process.returncode} before serving {pv}")
+        if time.monotonic() - t0 > timeout_s:
+            raise TimeoutError(f"{pv} on port {port} not connectable within {timeout_s} s")
+        time.sleep(0.05)
+
+
+def spawn_sim(config_path: Path | str, port: int, log_file, extra_args=()) -> subprocess.Popen:
+    env = dict(os.environ, **server_environment(port), OPENBLAS_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "sim", "--port", str(port), "--config", str(config_path),
+           *extra_args]
+    return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def stop_process_group(proc: subprocess.Popen, timeout_s: float = 5.0) -> int:
+    """SIGTERM the process group, SIGKILL it after ``timeout_s``; returns the exit code."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout_s)
+    return proc.returncode
+
+
+@contextlib.contextmanager
+def running_sim(config_path: Path | str = DEFAULT_CONFIG, port: int = CA_PORT, *,
+                extra_args=(), timeout_s: float = START_TIMEOUT_S) -> Iterator[RunningSim]:
+    """Start ``python -m sim`` on ``port``, wait until connectable, stop it on exit."""
+    config_path = Path(config_path)
+    full = load_config(config_path)
+    probe = full.beamline.pv(full.beamline.ring_current_pv)
+    log_path = Path(tempfile.mkstemp(prefix=f"sim-{port}-", suffix=".log")[1])
+    with open(log_path, "wb") as log_file:
+        proc = spawn_sim(config_path, port, log_file, extra_args)
+        try:
+            wait_connectable(probe, port, timeout_s, proc)
+        except BaseException as exc:
+            stop_process_group(proc)
+            raise RuntimeError(f"{exc}\n--- IOC log ---\n{log_path.read_text()}") from exc
+        try:
+            yield RunningSim(port, config_path, full.beamline, full, proc, log_path)
+        finally:
+            stop_process_group(proc)
+
+
+@pytest.fixture(scope="session")
+def sim_beamline() -> Iterator[RunningSim]:
+    """The simulated beamline on CA_PORT with configs/beamline.yaml, for the whole session."""
+    with running_sim(REPO / "configs" / "beamline.yaml", CA_PORT) as sim:
+        yield sim
