@@ -81,12 +81,15 @@ def main() -> int:
     ap.add_argument("--with-2000", action="store_true", help="also N=2000 (slow to set up)")
     ap.add_argument("--cycles", type=int, default=40)
     ap.add_argument("--acquisition", default="mapping")
+    ap.add_argument("--dims", type=int, nargs="+", default=[2, 4])
+    ap.add_argument("--ns", type=int, nargs="+", default=None, help="override the N list")
+    ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
-    ns = [50, 200, 500, 1000] + ([2000] if args.with_2000 else [])
+    ns = args.ns or [50, 200, 500, 1000] + ([2000] if args.with_2000 else [])
     rows = []
     print(f"{'d':>2} {'N':>5} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7} {'p95 busy':>8} "
           f"{'p95 idle':>8} {'busy':>5} {'RSS MB':>7}")
-    for d in (2, 4):
+    for d in args.dims:
         for n in ns:
             r = one(n, d, args.cycles, args.acquisition)
             rows.append(r)
@@ -96,9 +99,9 @@ def main() -> int:
             print(f"{d:>2} {n:>5} {r['p50_ms']:7.1f} {r['p95_ms']:7.1f} {r['max_ms']:7.1f} "
                   f"{fmt(r['p95_ms_training_running']):>8} {fmt(r['p95_ms_training_idle']):>8} "
                   f"{r['cycles_with_training_running']:>5} {r['peak_rss_mb']:7.0f}", flush=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"acquisition": args.acquisition, "rows": rows}, indent=1))
-    print(f"wrote {RESULTS}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"acquisition": args.acquisition, "rows": rows}, indent=1))
+    print(f"wrote {args.out}")
     return 0
 
 
