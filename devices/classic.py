@@ -173,6 +173,11 @@ class ClassicBeamline:
         return [self.sample_stage.x, self.sample_stage.y, self.mono_energy, self.scaler,
                 self.ring_current, self.shutter]
 
+    def destroy(self) -> None:
+        """Disconnect every PV (ophyd ``destroy``); the beamline is unusable afterwards."""
+        for dev in self.devices():
+            dev.destroy()
+
     def wait_for_connection(self, timeout_s: float = 10.0) -> None:
         """Raise DeviceConnectError naming every unconnected PV and the timeout."""
         for dev in self.devices():

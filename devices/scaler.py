@@ -22,7 +22,6 @@ from ophyd_async.core import (
     callback_on_mock_put,
     default_mock_class,
     set_mock_value,
-    wait_for_value,
 )
 from ophyd_async.core import StandardReadableFormat as Format
 from ophyd_async.epics.core import epics_signal_r, epics_signal_rw
@@ -30,6 +29,7 @@ from ophyd_async.epics.core import epics_signal_r, epics_signal_rw
 from devices.errors import DeviceError
 
 CLOCK_CHANNEL = 1  # scaler record convention: channel 1 counts the reference clock
+NACQ_POLL_S = 0.002  # re-read period while NACQ has not yet moved
 
 
 class CountState(StrictEnum):
@@ -73,12 +73,20 @@ class Scaler(StandardReadable):
         channels: ``{channel_name: channel_number}``; channel names become event fields
             as they are (``"det"``, ``"i0"``, ``"clock"``), not ``"scaler-det"``.
         name: device name (config signals are ``<name>-preset_time`` etc.).
+        nacq_timeout_s: how long after the count ends NACQ may take to increment.
 
     Exposure: ``preset_time`` (TP, seconds), e.g. ``bps.mv(scaler.preset_time, 0.001)``.
     All channels but the clock are hinted.
     """
 
-    def __init__(self, prefix: str, channels: Mapping[str, int], name: str = "") -> None:
+    def __init__(
+        self,
+        prefix: str,
+        channels: Mapping[str, int],
+        name: str = "",
+        nacq_timeout_s: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._nacq_timeout_s = nacq_timeout_s
         with self.add_children_as_readables(Format.CONFIG_SIGNAL):
             self.preset_time = epics_signal_rw(float, prefix + ".TP")
             self.clock_frequency = epics_signal_r(float, prefix + ".FREQ")
@@ -121,18 +129,26 @@ class Scaler(StandardReadable):
     async def trigger(self) -> None:
         """Count for ``preset_time`` s; done once NACQ has incremented (fresh reads).
 
-        Raises ScalerTimeoutError if NACQ does not increment within 10 s of the count end.
+        NACQ is polled with CA gets rather than watched with a monitor: the IOC posts it
+        before completing the CNT put, so the first get after the put usually sees it,
+        while a monitor update may be batched by the server for up to 10 ms.
+
+        Raises ScalerTimeoutError if NACQ does not increment within ``nacq_timeout_s``.
         """
         before, exposure_s = await asyncio.gather(
             self.acquisition_count.get_value(cached=False), self.preset_time.get_value()
         )
         await self.count.set(CountState.COUNT, timeout=exposure_s + DEFAULT_TIMEOUT)
-        try:
-            await wait_for_value(
-                self.acquisition_count, lambda n: n > before, timeout=DEFAULT_TIMEOUT
-            )
-        except TimeoutError as exc:
-            raise ScalerTimeoutError(
-                f"{self.name}: {self.acquisition_count.source} stayed at {before} for "
-                f"{DEFAULT_TIMEOUT} s after the count ended"
-            ) from exc
+        await self._wait_for_acquisition_after(before)
+
+    async def _wait_for_acquisition_after(self, before: int) -> int:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._nacq_timeout_s
+        while (now := await self.acquisition_count.get_value(cached=False)) <= before:
+            if loop.time() > deadline:
+                raise ScalerTimeoutError(
+                    f"{self.name}: {self.acquisition_count.source} stayed at {before} for "
+                    f"{self._nacq_timeout_s} s after the count ended"
+                )
+            await asyncio.sleep(NACQ_POLL_S)
+        return now

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 from bluesky import RunEngine
 from bluesky.run_engine import call_in_bluesky_event_loop
@@ -44,3 +45,16 @@ def wait_until(predicate, timeout_s: float, what: str, poll_s: float = 0.02) -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(poll_s)
+
+
+@contextmanager
+def beamline_for(flavour: str, RE: RunEngine, config_path):
+    """The ``"ophyd_async"`` or ``"classic"`` beamline; classic PVs are released on exit."""
+    if flavour == "ophyd_async":
+        yield connect_async_beamline(RE, config_path)
+        return
+    bl = connect_classic_beamline(config_path)
+    try:
+        yield bl
+    finally:
+        bl.destroy()

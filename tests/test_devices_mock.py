@@ -20,6 +20,7 @@ from devices import LimitError, MoveError, PutError, ShutterError, load_beamline
 from devices.beam import ShutterState
 from devices.ca_put import CheckedCaSignalBackend, raise_put_errors
 from devices.factory import PVConnectError, make_beamline
+from devices.scaler import ScalerTimeoutError
 from devices.suspenders import ClassicSignalAdapter, suspend_on_beam_loss
 
 
@@ -117,6 +118,14 @@ def test_trigger_waits_for_nacq_so_reads_are_fresh(RE, bl):
     reads = []
     RE(bp.count([sc], num=4), lambda name, doc: name == "event" and reads.append(doc["data"]))
     assert [r["det"] for r in reads] == [1000, 2000, 3000, 4000]
+
+
+def test_trigger_fails_clearly_if_nacq_never_moves(RE, bl):
+    sc = bl.scaler
+    sc._nacq_timeout_s = 0.1
+    callback_on_mock_put(sc.count, lambda v: "Done")  # counts, but NACQ stays
+    with pytest.raises(ScalerTimeoutError, match=r"BL:SCALER1:NACQ stayed at 0 for 0.1 s"):
+        _run(lambda: sc.trigger())
 
 
 def test_shutter_set_verified_against_status(RE, bl):

@@ -12,13 +12,7 @@ from bluesky import RunEngine
 from ophyd import EpicsSignal
 
 from devices.suspenders import ClassicSignalAdapter, suspend_on_beam_loss
-from tests.devices_system_helpers import (
-    connect_async_beamline,
-    connect_classic_beamline,
-    wait_until,
-)
-
-sim_beamline = pytest.importorskip("tests.ioc_fixture").sim_beamline  # session fixture
+from tests.devices_system_helpers import beamline_for, wait_until
 
 pytestmark = pytest.mark.system
 
@@ -33,16 +27,25 @@ def RE():
 
 
 @pytest.mark.parametrize("flavour", ["ophyd_async", "classic"])
-def test_dump_pauses_and_refill_resumes(RE, sim_beamline, flavour):  # noqa: F811
-    if flavour == "ophyd_async":
-        bl = connect_async_beamline(RE, sim_beamline.config_path)
-    else:
-        bl = connect_classic_beamline(sim_beamline.config_path)
+def test_dump_pauses_and_refill_resumes(RE, sim_beamline, flavour):
+    with beamline_for(flavour, RE, sim_beamline.config_path) as bl:
+        dump_refill_and_check(RE, bl, flavour)
+
+
+def dump_refill_and_check(RE, bl, flavour) -> None:
     prefix = bl.config.prefix
     dump = EpicsSignal(f"{prefix}RING:DUMP", name="dump")
     refill = EpicsSignal(f"{prefix}RING:REFILL", name="refill")
     dump.wait_for_connection(timeout=10)
     refill.wait_for_connection(timeout=10)
+    try:
+        _dump_refill_and_check(RE, bl, flavour, dump, refill)
+    finally:
+        dump.destroy()
+        refill.destroy()
+
+
+def _dump_refill_and_check(RE, bl, flavour, dump, refill) -> None:
 
     suspender = suspend_on_beam_loss(bl.ring_current, 100.0, sleep_s=RESUME_SLEEP_S)
     assert isinstance(suspender._sig, ClassicSignalAdapter) == (flavour == "ophyd_async")

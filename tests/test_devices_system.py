@@ -23,8 +23,6 @@ from tests.devices_system_helpers import (
     run_in_loop,
 )
 
-sim_beamline = pytest.importorskip("tests.ioc_fixture").sim_beamline  # session fixture
-
 pytestmark = pytest.mark.system
 
 
@@ -34,13 +32,15 @@ def RE():
 
 
 @pytest.fixture(scope="module")
-def abl(RE, sim_beamline):  # noqa: F811
+def abl(RE, sim_beamline):
     return connect_async_beamline(RE, sim_beamline.config_path)
 
 
 @pytest.fixture(scope="module")
-def cbl(sim_beamline):  # noqa: F811
-    return connect_classic_beamline(sim_beamline.config_path)
+def cbl(sim_beamline):
+    beamline = connect_classic_beamline(sim_beamline.config_path)
+    yield beamline
+    beamline.destroy()
 
 
 @pytest.fixture(params=["ophyd_async", "classic"])

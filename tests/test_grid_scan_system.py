@@ -19,9 +19,7 @@ import numpy as np
 import pytest
 from bluesky import RunEngine
 
-from tests.devices_system_helpers import connect_async_beamline, connect_classic_beamline
-
-sim_beamline = pytest.importorskip("tests.ioc_fixture").sim_beamline  # session fixture
+from tests.devices_system_helpers import beamline_for
 
 pytestmark = pytest.mark.system
 
@@ -32,7 +30,7 @@ FAST_VELO = 50.0  # mm/s (VMAX); restored after the test. Cuts motion time by 10
 
 
 @pytest.fixture(scope="module")
-def truth(sim_beamline):  # noqa: F811
+def truth(sim_beamline):
     from sim.config import load_config
     from sim.samples import make_sample
 
@@ -69,12 +67,12 @@ def RE():
 
 
 @pytest.mark.parametrize("flavour", ["ophyd_async", "classic"])
-def test_grid_scan_matches_ground_truth(RE, sim_beamline, truth, flavour):  # noqa: F811
-    full, sample = truth
-    if flavour == "ophyd_async":
-        bl = connect_async_beamline(RE, sim_beamline.config_path)
-    else:
-        bl = connect_classic_beamline(sim_beamline.config_path)
+def test_grid_scan_matches_ground_truth(RE, sim_beamline, truth, flavour):
+    with beamline_for(flavour, RE, sim_beamline.config_path) as bl:
+        grid_scan_and_check(RE, bl, flavour, *truth)
+
+
+def grid_scan_and_check(RE, bl, flavour, full, sample) -> None:
     x, y = bl.sample_stage.x, bl.sample_stage.y
     cx, cy = best_window(sample)
     events = []
