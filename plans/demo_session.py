@@ -107,7 +107,8 @@ class DemoSession:
 
         Per-point overhead (everything but motion and exposure) is taken from the agent run.
         """
-        velocity, accl = self.args.velocity_mm_s, self.config.motor("sample_x").acceleration_s
+        # The simulator moves at VELO without ramps (sim.motor_record): no ACCL time.
+        velocity, accl = self.args.velocity_mm_s, 0.0
         m = len(agent_run.points)
         motion = motion_time_s(agent_run.points, velocity, accl)
         per_point = max(0.0, (agent_run.beamtime_s - motion) / m)
