@@ -35,10 +35,10 @@ class Mechanics:
         start = self.motor
         end = target
         for lo, hi in self.cfg.stall.regions:
-            if start < lo <= end:  # moving up into the region: stop at its low edge
-                end = min(end, lo)
-            elif end <= hi < start:  # moving down into it: stop at its high edge
-                end = max(end, hi)
+            if end > start and lo < end and hi > start:  # moving up into it: stop at low edge
+                end = min(end, max(start, lo))
+            elif end < start and hi > end and lo < start:  # moving down: stop at high edge
+                end = max(end, min(start, hi))
         if self.cfg.stall.probability and self.rng.random() < self.cfg.stall.probability:
             end = start + (end - start) * (1.0 - self.cfg.stall.shortfall_fraction)
         return end

@@ -54,10 +54,15 @@ class RunningSim:
         return self.log_path.read_text(errors="replace")
 
 
-def ca_read(pv: str, port: int, host: str = "127.0.0.1", timeout: float = 1.0):
-    """Read ``pv`` from the CA server at ``host:port``; returns the value array.
+class CaPutError(RuntimeError):
+    """The server answered a put with a CA error (e.g. ECA_PUTFAIL for a rejected value)."""
 
-    Raises OSError/TimeoutError if the server is not there or does not answer in ``timeout``.
+
+@contextlib.contextmanager
+def _raw_channel(pv: str, port: int, host: str, timeout: float):
+    """A connected CA channel over one TCP circuit to ``host:port`` (no search, no repeater).
+
+    Yields ``(chan, send, until)``: ``until(predicate)`` processes replies until one matches.
     """
     circuit = ca.VirtualCircuit(our_role=ca.CLIENT, address=(host, port), priority=0)
     deadline = time.monotonic() + timeout
@@ -75,7 +80,8 @@ def ca_read(pv: str, port: int, host: str = "127.0.0.1", timeout: float = 1.0):
                     raise ConnectionError(f"{host}:{port} closed the circuit")
                 commands, _ = circuit.recv(data)
                 for command in commands:
-                    circuit.process_command(command)
+                    if not isinstance(command, ca.ErrorResponse):
+                        circuit.process_command(command)
                     if predicate(command):
                         return command
             raise TimeoutError(f"no answer for {pv} from {host}:{port} in {timeout} s")
@@ -84,8 +90,32 @@ def ca_read(pv: str, port: int, host: str = "127.0.0.1", timeout: float = 1.0):
              chan.host_name(socket.gethostname()), chan.client_name(getpass.getuser()),
              chan.create())
         until(lambda c: isinstance(c, ca.CreateChanResponse))
+        yield chan, send, until
+
+
+def ca_read(pv: str, port: int, host: str = "127.0.0.1", timeout: float = 1.0):
+    """Read ``pv`` from the CA server at ``host:port``; returns the value array.
+
+    Raises OSError/TimeoutError if the server is not there or does not answer in ``timeout``.
+    """
+    with _raw_channel(pv, port, host, timeout) as (chan, send, until):
         send(chan.read())
         return until(lambda c: isinstance(c, ca.ReadNotifyResponse)).data
+
+
+def ca_put(pv: str, value, port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
+    """Put with completion (WriteNotify); returns when the server reports completion.
+
+    Raises:
+        CaPutError: the server rejected the put (CA ErrorResponse), naming its message.
+        TimeoutError: no completion within ``timeout`` s.
+    """
+    with _raw_channel(pv, port, host, timeout) as (chan, send, until):
+        send(chan.write([value], notify=True))
+        reply = until(lambda c: isinstance(c, ca.WriteNotifyResponse | ca.ErrorResponse))
+        if isinstance(reply, ca.ErrorResponse):
+            message = bytes(reply.error_message).rstrip(b"\0").decode(errors="replace")
+            raise CaPutError(f"put {pv}={value!r} rejected: {message}")
 
 
 def wait_connectable(pv: str, port: int, timeout_s: float = START_TIMEOUT_S,

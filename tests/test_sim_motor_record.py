@@ -1,0 +1,100 @@
+"""The motor record's logic in-process (no CA): imperfections, calibration, limits."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from devices.config import MotorConfig
+from sim.config import MotorSimConfig, StallConfig
+from sim.errors import MotorLimitError
+from sim.motor_record import MotorRecord
+
+CFG = MotorConfig(name="m", pv="M", description="test motor", low_limit=-10, high_limit=10,
+                  velocity=50.0, tolerance=0.001)
+
+
+async def record(**sim) -> MotorRecord:
+    rec = MotorRecord("T:M", CFG, MotorSimConfig(**sim), 0.002, np.random.default_rng(0))
+    await rec.initialise()
+    return rec
+
+
+async def move(rec: MotorRecord, value: float) -> None:
+    await asyncio.wait_for(rec.val.write(value), 5)
+
+
+async def test_ideal_move_reaches_target_and_toggles_dmov():
+    rec = await record()
+    await move(rec, 2.5)
+    assert rec.rbv.value == pytest.approx(2.5) and rec.dmov.value == 1 and rec.movn.value == 0
+    assert rec.val.value == 2.5 and rec.rcnt.value == 0 and rec.miss.value == 0
+
+
+async def test_backlash_is_taken_up_by_retries():
+    rec = await record(backlash_egu=0.05, retries=3)
+    await move(rec, 2.0)
+    await move(rec, 1.0)  # reversal: the slack would leave the load 0.05 behind
+    assert abs(rec.rbv.value - 1.0) <= CFG.tolerance
+    assert rec.rcnt.value >= 1 and rec.miss.value == 0
+
+
+async def test_backlash_without_retries_misses():
+    rec = await record(backlash_egu=0.05, retries=0)
+    await move(rec, 2.0)
+    await move(rec, 1.0)
+    assert abs(rec.rbv.value - 1.0) == pytest.approx(0.025, abs=1e-9)
+    assert rec.miss.value == 1 and rec.dmov.value == 1
+
+
+async def test_stall_region_stops_short_but_completes():
+    rec = await record(stall=StallConfig(regions=((3.0, 4.0),)))
+    await move(rec, 5.0)  # the put completes ...
+    assert rec.rbv.value == pytest.approx(3.0)  # ... but the motor is stuck at the region edge
+    assert rec.miss.value == 1 and rec.dmov.value == 1
+    assert rec.position == pytest.approx(3.0)
+
+
+async def test_random_stall_probability_one():
+    rec = await record(stall=StallConfig(probability=1.0, shortfall_fraction=0.5), retries=0)
+    await move(rec, 4.0)
+    assert rec.rbv.value == pytest.approx(2.0) and rec.miss.value == 1
+
+
+async def test_jitter_on_readback_only():
+    rec = await record(jitter_egu=0.01)
+    await move(rec, 1.0)
+    samples = []
+    for _ in range(200):
+        await rec._post_position()
+        samples.append(rec.rbv.value)
+    assert 0.007 < np.std(samples) < 0.013 and rec.position == pytest.approx(1.0, abs=1e-3)
+
+
+async def test_dial_move_outside_limits_rejected():
+    rec = await record()
+    with pytest.raises(MotorLimitError, match=r"outside limits \[-10.0, 10.0\] mm"):
+        await rec.move_dial(11.0)
+    assert rec.dmov.value == 1 and rec.position == 0.0
+
+
+async def test_frozen_set_redefines_dial_without_moving_the_sample():
+    rec = await record()
+    await rec.foff.write("Frozen")
+    await rec.set.write("Set")
+    await rec.val.write(3.0)
+    await rec.set.write("Use")
+    assert rec.rbv.value == pytest.approx(3.0) and rec.drbv.value == pytest.approx(3.0)
+    assert rec.off.value == 0.0 and rec.position == 0.0  # the stage did not move
+
+
+async def test_dir_neg_mirrors_limits():
+    rec = await record()
+    await rec.off.write(1.0)
+    await rec.dir.write("Neg")
+    assert (rec.llm.value, rec.hlm.value) == (-9.0, 11.0)
+    assert (rec.dllm.value, rec.dhlm.value) == (-10.0, 10.0)
+    await move(rec, 3.0)  # user 3 = -dial + 1  ->  dial -2
+    assert rec.drbv.value == pytest.approx(-2.0) and rec.rbv.value == pytest.approx(3.0)
