@@ -111,6 +111,12 @@ class NamedScalerChannel(ScalerChannel):
 
     chname = FCpt(EpicsSignal, "{self.prefix}.NM{self._ch_num}", string=True, kind=Kind.config)
 
+    def __init__(self, prefix: str, ch_num: int, **kwargs) -> None:
+        # Stock __init__ ends with match_name(), a blocking CA get at construction time
+        # (1 s timeout per channel without an IOC). select_channels() calls it once connected.
+        self._ch_num = ch_num
+        Device.__init__(self, prefix, **kwargs)
+
 
 class BeamlineScaler(ScalerCH):
     """Stock ``ScalerCH`` (32 channels, ``select_channels`` by NMn) with text channel names."""
@@ -231,6 +237,10 @@ def make_ophyd_beamline(
                                name="shutter"),
     )
     if connect:
-        bl.wait_for_connection(timeout_s)
+        try:
+            bl.wait_for_connection(timeout_s)
+        except DeviceConnectError:
+            bl.destroy()  # release the PVs still searching
+            raise
         scaler.select_channels([c.name for c in config.scaler.channels])
     return bl

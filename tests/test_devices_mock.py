@@ -187,6 +187,17 @@ async def test_unconnectable_pvs_named_with_timeout():
     assert "within 0.3 s" in str(err.value)
 
 
+def test_classic_unconnectable_pvs_named_with_timeout():
+    from devices import DeviceConnectError, make_ophyd_beamline
+
+    cfg = load_beamline_config().model_copy(update={"prefix": "NOSUCH:"})
+    with pytest.raises(DeviceConnectError) as err:
+        make_ophyd_beamline(cfg, timeout_s=0.3)
+    assert "NOSUCH:SAMPLE:X.RBV" in str(err.value)
+    assert "within 0.3 s" in str(err.value)
+    assert "NOSUCH:SAMPLE:X.RBV" in err.value.pvs
+
+
 # --- suspender adapter ------------------------------------------------------------------
 
 
