@@ -51,8 +51,14 @@ class VerifiedEpicsMotor(EpicsMotor):
             raise LimitError(limit_message(self.name, pos, low, high, self.motor_egu.get()))
 
     def set(self, new_position: float, **kwargs) -> DeviceStatus:
-        """Start a move; the returned status finishes after the readback is verified."""
+        """Start a move; the returned status finishes after the readback is verified.
+
+        ``timeout`` defaults to |distance|/VELO + 2*ACCL + 10 s (as ophyd-async's Motor), so
+        a move never waits forever on an IOC that died (stock default: no timeout).
+        """
         self.check_value(new_position)
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self._move_timeout(new_position)
         inner = super().set(new_position, **kwargs)
         outer = DeviceStatus(self)
 
@@ -64,6 +70,13 @@ class VerifiedEpicsMotor(EpicsMotor):
 
         inner.add_callback(_moved)
         return outer
+
+    def _move_timeout(self, target: float) -> float:
+        velocity = self.velocity.get()
+        if not velocity > 0:
+            raise MoveError(f"{self.name}: VELO is {velocity}, cannot move")
+        distance = abs(target - (self.position if self.position is not None else target))
+        return distance / velocity + 2 * self.acceleration.get() + 10.0
 
     def _finish(self, inner, outer: DeviceStatus, target: float) -> None:
         try:

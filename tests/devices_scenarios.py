@@ -1,8 +1,8 @@
 """CA client scenarios run in a subprocess (libca reads its EPICS env once per process, so a
 test that kills or reconfigures an IOC on its own port needs its own client process).
 
-``python -m tests.devices_scenarios {stall,kill} --port P --config PATH`` prints one JSON
-object per line on stdout: ``{"event": ...}``.
+``python -m tests.devices_scenarios {stall,kill,kill_classic} --port P --config PATH``
+prints one JSON object per line on stdout: ``{"event": ...}``.
 """
 
 from __future__ import annotations
@@ -83,16 +83,28 @@ def kill(config_path: str) -> None:
     emit(event="result", **call_in_bluesky_event_loop(moves(), timeout=60))
 
 
+def kill_classic(config_path: str) -> None:
+    """Classic flavour: move sample_x while the test kills the IOC and restarts it."""
+    from devices import load_beamline_config, make_ophyd_beamline
+
+    obl = make_ophyd_beamline(load_beamline_config(config_path), timeout_s=10)
+    status = obl.sample_stage.x.set(9.0)
+    time.sleep(0.3)
+    emit(event="moving", t=time.time())
+    emit(event="result", verified=outcome(lambda: status.wait(60)))
+    obl.destroy()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=["stall", "kill"])
+    parser.add_argument("scenario", choices=["stall", "kill", "kill_classic"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--config", required=True)
     args = parser.parse_args()
     from tests.epics_env import client_environment
 
     os.environ.update(client_environment(args.port))  # before any CA library connects
-    {"stall": stall, "kill": kill}[args.scenario](args.config)
+    {"stall": stall, "kill": kill, "kill_classic": kill_classic}[args.scenario](args.config)
     return 0
 
 

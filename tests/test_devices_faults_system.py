@@ -97,3 +97,23 @@ def test_ioc_killed_mid_move_raises(tmp_path):
     assert "BL:SAMPLE:X.VAL" in result["verified"]["message"]
     # the upstream bug, still present: the stock motor's move "succeeds" on disconnect
     assert result["stock"]["raised"] is None, result
+
+
+def test_classic_move_cut_by_ioc_restart_raises():
+    """FIELD_NOTES: stock EpicsMotor "succeeded" on reconnect with the motor back at 0.
+    VerifiedEpicsMotor must report the move as failed instead."""
+    port = free_port()
+    config = REPO / "configs" / "beamline.yaml"
+    with running_sim(config, port) as sim:
+        client = start_client("kill_classic", port, config)
+        try:
+            assert read_event(client, 40)["event"] == "moving"
+            os.killpg(sim.process.pid, signal.SIGKILL)
+            sim.process.wait(5)
+            with running_sim(config, port):  # restarted: all motors back at 0
+                result = read_event(client, 60)["verified"]
+        finally:
+            stop_process_group(client)
+    print(result)
+    assert result["raised"] == "MoveError", result
+    assert "move of sample_x to 9.0 mm" in result["message"], result
