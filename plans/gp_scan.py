@@ -140,9 +140,9 @@ def gp_scan(
     motors, bounds = parse_motor_bounds(args)
     if max_points is not None and max_points < 1:
         raise PlanArgumentError(f"max_points={max_points}: must be >= 1")
+    units = yield from check_bounds(motors, bounds)
     agent_config = yield from tasks.run_coroutine(agent.config)
     coordinates = check_agent(agent_config, motors, bounds, max_points)
-    units = yield from check_bounds(motors, bounds)
     if reducer is not None:
         check_reducer(reducer, coordinates, motors)
         yield from check_fields(detectors, reducer_fields(reducer))

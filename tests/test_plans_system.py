@@ -10,6 +10,7 @@ import bluesky.plan_stubs as bps
 import numpy as np
 import pytest
 from bluesky import RunEngine
+from bluesky.utils import RunEngineInterrupted
 
 from agent.client import AgentClient
 from agent.reducers import ScalarReducer
@@ -122,8 +123,9 @@ def test_ctrl_c_then_resume_loses_and_repeats_no_point(RE, beamlines, local_agen
             fired.set()
             os.kill(os.getpid(), signal.SIGINT)  # as a scientist's Ctrl-C
 
-    RE(_plan(beamlines["ophyd_async"], client, reducer, max_points=N_POINTS),
-       [docs, ctrl_c_after_fourth_point])
+    with pytest.raises(RunEngineInterrupted):
+        RE(_plan(beamlines["ophyd_async"], client, reducer, max_points=N_POINTS),
+           [docs, ctrl_c_after_fourth_point])
     assert RE.state == "paused"
     paused_at = len(docs.stream("primary"))
     assert 4 <= paused_at < N_POINTS
