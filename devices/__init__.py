@@ -3,6 +3,7 @@
 ophyd-async (main flavour)::
 
     from bluesky import RunEngine
+    import bluesky.plan_stubs as bps
     import bluesky.plans as bp
     from ophyd_async.plan_stubs import ensure_connected
     from devices import load_beamline_config, make_beamline
@@ -19,6 +20,11 @@ Classic ophyd (caproto control layer)::
     obl = make_ophyd_beamline(load_beamline_config())   # connects, waits (timeout_s=10)
     RE(bp.grid_scan([obl.scaler], obl.sample_stage.x, -5, 5, 11, obl.sample_stage.y, -5, 5, 11))
 
+Pause scans while the beam is lost (either flavour)::
+
+    from devices.suspenders import suspend_on_beam_loss
+    RE.install_suspender(suspend_on_beam_loss(bl.ring_current, floor_mA=100, sleep_s=5))
+
 Both beamlines have the same attributes (``sample_stage.x/.y``, ``mono_energy``, ``scaler``,
 ``ring_current``, ``shutter``, ``motors`` by config name) and the same event fields:
 
@@ -33,6 +39,10 @@ field              what                                                 units
 ``ring_current``   storage-ring current                                 mA
 ``shutter_status`` ``"OPEN"`` / ``"CLOSED"``                            --
 =================  ===================================================  ==========
+
+Classic ophyd adds its usual extras to events (``sample_x_user_setpoint``, ``scaler_time``);
+ophyd-async puts motor configuration in ``<motor>-velocity`` etc. (configuration only).
+Exposure is ``scaler.preset_time`` (TP, s) in both flavours.
 
 Behaviour added on top of the stock classes (both flavours):
 
