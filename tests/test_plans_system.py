@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 import bluesky.plan_stubs as bps
 import numpy as np
@@ -137,8 +138,6 @@ def test_ctrl_c_then_resume_loses_and_repeats_no_point(RE, beamlines, local_agen
 
 def _received(handle, docs: Documents, timeout_s: float = 10.0) -> list:
     """The engine's measurements of this run, once all PUSHed ones have arrived."""
-    import time
-
     uid, n = docs.start()["uid"], len(docs.stream("primary"))
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -172,3 +171,47 @@ def test_refuses_bounds_unlike_the_agents(RE, beamlines, local_agent):
     with pytest.raises(PlanArgumentError, match="differ from the agent's coordinate 'x'"):
         RE(gp_scan([beamlines["ophyd_async"].scaler], stage.x, (-2, 2), stage.y, BOUNDS,
                    agent=client, reducer=reducer, max_points=3))
+
+
+def test_beam_dump_suspends_and_resumes_with_no_point_lost_or_repeated(
+        RE, beamlines, local_agent, sim_beamline):  # noqa: F811
+    from ophyd import EpicsSignal
+
+    from devices.suspenders import suspend_on_beam_loss
+    from tests.devices_system_helpers import wait_until
+
+    handle, client, reducer = local_agent
+    bl = beamlines["ophyd_async"]
+    prefix = sim_beamline.config.prefix
+    dump, refill = EpicsSignal(f"{prefix}RING:DUMP"), EpicsSignal(f"{prefix}RING:REFILL")
+    docs, times, errors = Documents(), {}, []
+
+    def beam_operator():  # another control room: dump after 4 points, refill 1 s later
+        try:
+            wait_until(lambda: len(docs.stream("primary")) >= 4, 30, "4 points before the dump")
+            times["dump"] = time.time()
+            dump.put(1, wait=True)
+            time.sleep(1.0)
+            times["refill"] = time.time()
+            refill.put(1, wait=True)
+        except BaseException as exc:
+            errors.append(exc)
+
+    suspender = suspend_on_beam_loss(bl.ring_current, 100.0, sleep_s=0.2)
+    RE.install_suspender(suspender)
+    operator = threading.Thread(target=beam_operator, daemon=True)
+    try:
+        operator.start()
+        RE(_plan(bl, client, reducer, max_points=N_POINTS), docs)
+    finally:
+        RE.remove_suspender(suspender)
+        operator.join(timeout=30)
+        refill.put(1, wait=True)
+        dump.destroy()
+        refill.destroy()
+    assert not errors, errors
+    assert "refill" in times, "the beam was never dumped: the test proved nothing"
+    primary = docs.stream("primary")
+    assert not [e for e in primary if times["dump"] + 0.1 < e["time"] < times["refill"]]
+    assert all(e["data"]["i0"] > 1000 for e in primary), "a point without beam was kept"
+    _check_run(docs, _received(handle, docs), N_POINTS)
