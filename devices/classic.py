@@ -152,16 +152,18 @@ class ClassicShutter(Device):
         self.settle_timeout_s = settle_timeout_s
         super().__init__("", name=name)
 
-    def set(self, value: str) -> SubscriptionStatus:
+    def set(self, value: str):
+        """Status done when the command put completed and the status reads ``value``."""
         if value not in SHUTTER_STATES:
             raise ValueError(f"{self.name}: {value!r} is not one of {list(SHUTTER_STATES)}")
         wanted = value
-        self.command.put(wanted, wait=True)
 
         def arrived(*, value, **kwargs) -> bool:
             return value == wanted
 
-        return SubscriptionStatus(self.status, arrived, timeout=self.settle_timeout_s)
+        return self.command.set(wanted) & SubscriptionStatus(
+            self.status, arrived, timeout=self.settle_timeout_s
+        )
 
 
 @dataclass

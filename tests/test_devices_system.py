@@ -69,6 +69,19 @@ def test_move_verified_and_limit_violation(RE, bl):
     assert docs[-1]["sample_x"] == pytest.approx(1.25, abs=1e-3)  # never moved
 
 
+def test_mono_energy_in_ev(RE, bl):
+    mono = bl.mono_energy
+    RE(bps.mv(mono, 8950.0))
+    docs = []
+    RE(bp.count([mono]), lambda n, d: n == "event" and docs.append(d["data"]))
+    assert docs[0]["mono_energy"] == pytest.approx(8950.0, abs=0.01)
+    with pytest.raises((FailedStatus, LimitError)) as err:
+        RE(bps.mv(mono, 9500.0))
+    assert "move of mono_energy to 9500.0 eV outside limits [8800.0, 9300.0] eV" in str(
+        _root_cause(err.value))
+    RE(bps.mv(mono, 8900.0))
+
+
 def test_stop_mid_move_ophyd_async(RE, abl):
     y = abl.sample_stage.y
     RE(bps.mv(y, 0.0))
