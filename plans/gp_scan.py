@@ -103,6 +103,58 @@ def check_reducer(reducer, coordinates: Sequence[str], motors: Sequence) -> None
         )
 
 
+def start_metadata(detectors, motors, args, agent_config: dict, max_points: int | None,
+                   tolerance: float | None, md: dict | None) -> dict:
+    """The start document's plan arguments and agent configuration (provenance)."""
+    return {
+        "plan_name": "gp_scan",
+        "plan_args": {
+            "detectors": [d.name for d in detectors],
+            "args": [x.name if hasattr(x, "name") else list(x) for x in args],
+            "max_points": max_points,
+            "tolerance": tolerance,
+        },
+        "detectors": [d.name for d in detectors],
+        "motors": [m.name for m in motors],
+        "agent_config": agent_config,
+        "hints": {"dimensions": [([m.name], "primary") for m in motors]},
+        **({"num_points": max_points} if max_points else {}),
+        **(md or {}),
+    }
+
+
+def measure_points(detectors, motors, tolerances, coordinates: Sequence[str], agent,
+                   recorder: ProposalRecorder, max_points: int | None,
+                   ask_timeout_s: float) -> MsgGenerator[None]:
+    """Ask, move (verified), trigger and read, record the proposal; until a stop.
+
+    The next proposal is requested as soon as the current one is known, so the agent decides
+    while the current point is measured. A checkpoint closes every point: a pause or a
+    suspender resumes at the start of the point in progress.
+    """
+    measured = 0
+    call = tasks.BackgroundCall(lambda: agent.ask(1))
+    yield from bps.checkpoint()
+    while max_points is None or measured < max_points:
+        asked = time.monotonic()
+        proposal: Proposal = yield from tasks.result(call, ask_timeout_s)
+        wait_s = time.monotonic() - asked
+        if proposal.phase == "done":
+            break
+        targets = [proposal.points[0][c] for c in coordinates]
+        measured += 1
+        if max_points is None or measured < max_points:
+            here = dict(zip(coordinates, targets, strict=True))
+            call = tasks.BackgroundCall(lambda here=here: agent.ask(1, current_position=here))
+            yield from tasks.start(call)
+        yield from move_verified(motors, targets, tolerances)
+        yield from bps.trigger_and_read([*detectors, *motors])
+        # Provenance last: a pause or suspension before here replays no saved event.
+        recorder.record(proposal, wait_s)
+        yield from bps.trigger_and_read([recorder], name=STREAM)
+        yield from bps.checkpoint()
+
+
 def gp_scan(
     detectors: Sequence[Readable],
     *args: Any,
@@ -149,47 +201,10 @@ def gp_scan(
     tolerances = []
     for motor in motors:
         tolerances.append((yield from motor_tolerance(motor, tolerance or DEFAULT_TOLERANCE)))
-    recorder = ProposalRecorder(coordinates, units)
-    _md = {
-        "plan_name": "gp_scan",
-        "plan_args": {
-            "detectors": [d.name for d in detectors],
-            "args": [x.name if hasattr(x, "name") else list(x) for x in args],
-            "max_points": max_points,
-            "tolerance": tolerance,
-        },
-        "detectors": [d.name for d in detectors],
-        "motors": [m.name for m in motors],
-        "agent_config": agent_config,
-        "hints": {"dimensions": [([m.name], "primary") for m in motors]},
-        **({"num_points": max_points} if max_points else {}),
-        **(md or {}),
-    }
-
-    def measure_points() -> MsgGenerator[None]:
-        measured = 0
-        call = tasks.BackgroundCall(lambda: agent.ask(1))
-        yield from bps.checkpoint()  # a pause before the first point resumes here
-        while max_points is None or measured < max_points:
-            asked = time.monotonic()
-            proposal: Proposal = yield from tasks.result(call, ask_timeout_s)
-            wait_s = time.monotonic() - asked
-            if proposal.phase == "done":
-                break
-            targets = [proposal.points[0][c] for c in coordinates]
-            measured += 1
-            if max_points is None or measured < max_points:
-                here = dict(zip(coordinates, targets, strict=True))
-                call = tasks.BackgroundCall(lambda here=here: agent.ask(1, current_position=here))
-                yield from tasks.start(call)  # the next decision runs while this point is measured
-            yield from move_verified(motors, targets, tolerances)
-            yield from bps.trigger_and_read([*detectors, *motors])
-            # Provenance last: a pause or suspension before here replays no saved event.
-            recorder.record(proposal, wait_s)
-            yield from bps.trigger_and_read([recorder], name=STREAM)
-            yield from bps.checkpoint()
-
-    plan = bpp.stage_wrapper(bpp.run_wrapper(measure_points(), md=_md), [*detectors, *motors])
+    _md = start_metadata(detectors, motors, args, agent_config, max_points, tolerance, md)
+    steps = measure_points(detectors, motors, tolerances, coordinates, agent,
+                           ProposalRecorder(coordinates, units), max_points, ask_timeout_s)
+    plan = bpp.stage_wrapper(bpp.run_wrapper(steps, md=_md), [*detectors, *motors])
     if reducer is not None:
         plan = bpp.subs_wrapper(plan, reducer)
     return (yield from plan)

@@ -215,3 +215,31 @@ def test_beam_dump_suspends_and_resumes_with_no_point_lost_or_repeated(
     assert not [e for e in primary if times["dump"] + 0.1 < e["time"] < times["refill"]]
     assert all(e["data"]["i0"] > 1000 for e in primary), "a point without beam was kept"
     _check_run(docs, _received(handle, docs), N_POINTS)
+
+
+def test_gp_scan_in_one_dimension_over_energy(RE, beamlines, tmp_path):
+    import yaml
+
+    mono = beamlines["ophyd_async"].mono_energy
+    engine = {"coordinates": [{"name": "energy", "low": 8950.0, "high": 9050.0, "units": "eV",
+                               "velocity": 1000.0}],
+              "value": "det_norm", "initial_design": {"n_points": 4}, "stop": {"max_points": 8}}
+    (tmp_path / "agent.yaml").write_text(yaml.safe_dump({"engine": engine}))
+    velo = RE(bps.rd(mono.velocity)).plan_result
+    RE(bps.mv(mono.velocity, 1000.0))
+    docs = Documents()
+    with serve_in_thread(tmp_path / "agent.yaml") as handle:
+        client = AgentClient(handle.request_address, timeout_s=10)
+        reducer = ScalarReducer(positions={"energy": "mono_energy"},
+                                address=handle.measurement_address)
+        try:  # no max_points: the agent's own stop condition ends the run
+            RE(gp_scan([beamlines["ophyd_async"].scaler], mono, (8950, 9050), agent=client,
+                       reducer=reducer), docs)
+        finally:
+            reducer.close()
+            client.close()
+            RE(bps.mv(mono.velocity, velo))
+    energies = [e["data"]["mono_energy"] for e in docs.stream("primary")]
+    assert len(energies) == 8 and len(set(np.round(energies, 2))) == 8
+    assert all(8950 - 0.01 <= e <= 9050 + 0.01 for e in energies)
+    assert len(docs.stream("proposals")) == 8
