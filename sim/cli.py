@@ -41,7 +41,11 @@ def run(args: argparse.Namespace) -> int:
               f"(sample {config.simulation.sample}, seed {config.simulation.seed}); "
               "Ctrl-C stops", flush=True)
 
-    run_until_signal(beamline, args.port, args.interface, ready=banner)
+    try:
+        run_until_signal(beamline, args.port, args.interface, ready=banner)
+    except SimError as exc:  # e.g. the port is taken: say so, no traceback
+        print(f"beamagent sim: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

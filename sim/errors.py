@@ -11,3 +11,7 @@ class SimConfigError(ValueError, SimError):
 
 class MotorLimitError(ValueError, SimError):
     """A motor record put is outside the soft limits; the IOC rejects it with a CA error."""
+
+
+class PortInUseError(OSError, SimError):
+    """The CA server port is already taken on the interface."""

@@ -22,6 +22,7 @@ import socket
 from caproto.asyncio.server import Context
 
 from sim.beamline import SimBeamline
+from sim.errors import PortInUseError
 
 
 def server_environment(port: int, interface: str = "127.0.0.1") -> dict[str, str]:
@@ -57,9 +58,31 @@ class NodelayContext(Context):
         return await super().tcp_handler(client, addr)
 
 
+def check_port_free(port: int, interface: str = "127.0.0.1") -> None:
+    """Raise PortInUseError if TCP ``interface:port`` cannot be bound.
+
+    caproto silently falls back to a random TCP port when its port is taken, while its UDP
+    search socket (SO_REUSEPORT) still shares the port: two IOCs would then split the
+    clients between them (FIELD_NOTES). Refusing to start is the safe answer.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as caproto binds
+        try:
+            probe.bind((interface, port))
+        except OSError as exc:
+            raise PortInUseError(
+                f"TCP {interface}:{port} is in use ({exc.strerror}); is another IOC serving "
+                "there? Choose another --port") from exc
+
+
 async def serve(beamline: SimBeamline, port: int, interface: str = "127.0.0.1",
                 ready=None) -> None:
-    """Serve until cancelled. ``ready(ctx)`` is called once the server is starting."""
+    """Serve until cancelled. ``ready(ctx)`` is called once the server is starting.
+
+    Raises:
+        PortInUseError: the TCP port is taken.
+    """
+    check_port_free(port, interface)
     os.environ.update(server_environment(port, interface))
     await beamline.initialise()
     logging.getLogger("caproto.ctx").addFilter(_NoRepeaterFilter())
@@ -71,7 +94,11 @@ async def serve(beamline: SimBeamline, port: int, interface: str = "127.0.0.1",
 
 def run_until_signal(beamline: SimBeamline, port: int, interface: str = "127.0.0.1",
                      ready=None) -> None:
-    """Blocking: serve until SIGINT or SIGTERM, then shut down cleanly."""
+    """Blocking: serve until SIGINT or SIGTERM, then shut down cleanly.
+
+    Raises:
+        PortInUseError: the TCP port is taken (nothing was served).
+    """
 
     async def main() -> None:
         task = asyncio.create_task(serve(beamline, port, interface, ready))

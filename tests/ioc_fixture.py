@@ -163,6 +163,8 @@ def running_sim(config_path: Path | str = DEFAULT_CONFIG, port: int = CA_PORT, *
     """Start ``python -m sim`` on ``port``, wait until connectable, stop it on exit."""
     config_path = Path(config_path)
     full = load_config(config_path)
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+        raise RuntimeError(f"port {port} is already served; stop that IOC or use another port")
     probe = full.beamline.pv(full.beamline.ring_current_pv)
     log_path = Path(tempfile.mkstemp(prefix=f"sim-{port}-", suffix=".log")[1])
     with open(log_path, "wb") as log_file:
@@ -176,10 +178,27 @@ def running_sim(config_path: Path | str = DEFAULT_CONFIG, port: int = CA_PORT, *
             yield RunningSim(port, config_path, full.beamline, full, proc, log_path)
         finally:
             stop_process_group(proc)
+            log_path.unlink(missing_ok=True)
+
+
+# One IOC per pytest process, however many modules request ``sim_beamline``: a test module
+# that imports the fixture function gets its own copy of it from pytest, and a second IOC on
+# CA_PORT would split the clients. The copies share this state.
+_SESSION: dict = {"users": 0, "sim": None, "stack": None}
 
 
 @pytest.fixture(scope="session")
 def sim_beamline() -> Iterator[RunningSim]:
     """The simulated beamline on CA_PORT with configs/beamline.yaml, for the whole session."""
-    with running_sim(REPO / "configs" / "beamline.yaml", CA_PORT) as sim:
-        yield sim
+    if _SESSION["users"] == 0:
+        stack = contextlib.ExitStack()
+        _SESSION["sim"] = stack.enter_context(
+            running_sim(REPO / "configs" / "beamline.yaml", CA_PORT))
+        _SESSION["stack"] = stack
+    _SESSION["users"] += 1
+    try:
+        yield _SESSION["sim"]
+    finally:
+        _SESSION["users"] -= 1
+        if _SESSION["users"] == 0:
+            _SESSION["stack"].close()

@@ -46,7 +46,15 @@ def test_sigterm_shuts_down_cleanly():
         assert "serving" in sim.log() and f"127.0.0.1:{port}" in sim.log()
         os.killpg(sim.process.pid, signal.SIGTERM)
         assert sim.process.wait(10) == 0
-    assert "Traceback" not in sim.log()
+        assert "Traceback" not in sim.log()
+
+
+@pytest.mark.system
+def test_second_ioc_on_a_served_port_refuses_to_start(sim_beamline):
+    """caproto would fall back to a random TCP port and split clients; we exit 1 instead."""
+    out = subprocess.run([sys.executable, "-m", "sim", "--port", str(sim_beamline.port)],
+                         capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert out.returncode == 1 and "in use" in out.stderr and "Traceback" not in out.stderr
 
 
 @pytest.mark.system
