@@ -1,6 +1,7 @@
 """Classic ophyd flavour of the beamline, for facilities still on ophyd.
 
-Stock classes: ``EpicsMotor`` (subclassed only to verify moves and word limit errors),
+Stock classes: ``EpicsMotor`` (subclassed only to verify moves and word limit errors, see
+:mod:`devices.classic_motor`),
 ``ophyd.scaler.ScalerCH`` (channel naming from NMn via ``select_channels``),
 ``EpicsSignalRO`` for the ring current. Control layer: whatever ophyd selected
 (caproto here, as pyepics is not installed); pass ``control_layer`` to choose.
@@ -9,114 +10,21 @@ Event fields are the same as the ophyd-async flavour (see ``devices`` docstring)
 
 from __future__ import annotations
 
-import math
-import threading
-import time
 from dataclasses import dataclass
 
 import ophyd
-from ophyd import Component as Cpt
-from ophyd import Device, EpicsMotor, EpicsSignal, EpicsSignalRO
+from ophyd import Device, EpicsSignal, EpicsSignalRO
 from ophyd import FormattedComponent as FCpt
 from ophyd.device import DynamicDeviceComponent as DDCpt
 from ophyd.device import Kind
 from ophyd.scaler import ScalerCH, ScalerChannel
-from ophyd.status import DeviceStatus, SubscriptionStatus
+from ophyd.status import SubscriptionStatus
 
+from devices.classic_motor import VerifiedEpicsMotor
 from devices.config import BeamlineConfig
-from devices.errors import DeviceConnectError, LimitError, MoveError, limit_message
+from devices.errors import DeviceConnectError
 
 SHUTTER_STATES = ("CLOSED", "OPEN")
-
-
-class VerifiedEpicsMotor(EpicsMotor):
-    """``EpicsMotor`` whose ``set`` status fails with MoveError unless the readback ends
-    within ``tolerance`` (EGU; None: the record's RDBD) of the target."""
-
-    retry_deadband = Cpt(EpicsSignalRO, ".RDBD", kind="omitted")
-    # string=True: read EGU as text whether the IOC serves DBF_STRING or a char waveform
-    # (the sim serves a char waveform, which the stock Cpt reads as an int16 array).
-    motor_egu = Cpt(EpicsSignal, ".EGU", kind="config", string=True, auto_monitor=True)
-
-    def __init__(self, prefix: str = "", *, name: str, tolerance: float | None = None, **kw):
-        super().__init__(prefix, name=name, **kw)
-        self.tolerance = tolerance
-
-    def check_value(self, pos: float) -> None:
-        """Raise LimitError if ``pos`` is not finite or outside [LLM, HLM] (0, 0: no limits)."""
-        if not math.isfinite(pos):
-            raise LimitError(f"move of {self.name} to {pos}: not a finite number")
-        low, high = self.low_limit_travel.get(), self.high_limit_travel.get()
-        if (low, high) != (0, 0) and not low <= pos <= high:
-            raise LimitError(limit_message(self.name, pos, low, high, self.motor_egu.get()))
-
-    def set(self, new_position: float, **kwargs) -> DeviceStatus:
-        """Start a move; the returned status finishes after the readback is verified.
-
-        ``timeout`` defaults to |distance|/VELO + 2*ACCL + 10 s (as ophyd-async's Motor), so
-        a move never waits forever on an IOC that died (stock default: no timeout).
-        """
-        self.check_value(new_position)
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self._move_timeout(new_position)
-        inner = super().set(new_position, **kwargs)
-        outer = DeviceStatus(self)
-
-        def _moved(status) -> None:
-            # Verify off the CA callback thread: the check does a blocking CA get.
-            threading.Thread(
-                target=self._finish, args=(status, outer, new_position), daemon=True
-            ).start()
-
-        inner.add_callback(_moved)
-        return outer
-
-    def _move_timeout(self, target: float) -> float:
-        velocity = self.velocity.get()
-        if not velocity > 0:
-            raise MoveError(f"{self.name}: VELO is {velocity}, cannot move")
-        distance = abs(target - (self.position if self.position is not None else target))
-        return distance / velocity + 2 * self.acceleration.get() + 10.0
-
-    def _finish(self, inner, outer: DeviceStatus, target: float) -> None:
-        try:
-            egu = self.motor_egu.get()
-            readback = self.user_readback.get(use_monitor=False)
-            if not inner.success:
-                raise MoveError(
-                    f"move of {self.name} to {target} {egu} did not complete "
-                    f"({inner.exception()!r}); readback {readback} {egu}"
-                )
-            tol = self.tolerance if self.tolerance is not None else self.retry_deadband.get()
-            if not abs(readback - target) <= tol:
-                readback = self._settled_readback(readback, target, tol)
-            if not abs(readback - target) <= tol:
-                raise MoveError(
-                    f"move of {self.name} to {target} {egu} ended at readback {readback} "
-                    f"{egu}, off by {abs(readback - target):.6g} {egu}; tolerance {tol} {egu}"
-                )
-        except Exception as exc:  # any failure, CA timeouts included, fails the status
-            outer.set_exception(exc)
-        else:
-            outer.set_finished()
-
-    def _settled_readback(self, readback: float, target: float, tol: float) -> float:
-        """Readback once the motor is really idle (DMOV=1 and RBV steady for a poll).
-
-        EpicsMotor ends a move on the next DMOV 0->1 it sees. Monitor callbacks can lag,
-        so a late DMOV pair of an earlier move (after ``stop()``, or one made by another
-        client) can end this move before it started. Only reached when off target.
-        """
-        velocity = max(self.velocity.get(), 1e-9)
-        deadline = time.monotonic() + abs(target - readback) / velocity + 10.0
-        while time.monotonic() < deadline:
-            time.sleep(0.02)
-            done = self.motor_done_move.get(use_monitor=False)
-            now = self.user_readback.get(use_monitor=False)
-            if abs(now - target) <= tol or (done == 1 and now == readback):
-                return now
-            readback = now
-        return readback
 
 
 class NamedScalerChannel(ScalerChannel):
