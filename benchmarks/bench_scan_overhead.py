@@ -110,6 +110,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     port = free_port()
     # libca and caproto read these once, at first use: set before importing CA clients.
     os.environ.update({"EPICS_CA_ADDR_LIST": f"127.0.0.1:{port}",
@@ -145,6 +146,8 @@ def main() -> int:
         "points": args.points, "step_mm": args.step_mm, "exposure_s": args.exposure_s,
         "repeats": args.repeats, "velocity_mm_s": cfg.motor("sample_x").velocity,
         "acceleration_s": cfg.motor("sample_x").acceleration_s,
+        # 2 shared cores: figures scale with contention, so record it
+        "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
         "flavours": {k: summarise(v, cfg, args) for k, v in results.items()},
     }
     RESULT.parent.mkdir(parents=True, exist_ok=True)
@@ -154,7 +157,7 @@ def main() -> int:
               f"(exposure {1e3 * args.exposure_s:.1f} + motion {r['motion_sim_ms']:.1f} "
               f"+ overhead {r['overhead_ms']:.1f})  count {r['count_point_median_ms']:.1f} ms/pt "
               f"(overhead {r['count_overhead_ms']:.1f})")
-    print(f"wrote {RESULT}")
+    print(f"load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}; wrote {RESULT}")
     return 0
 
 
