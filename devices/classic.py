@@ -28,7 +28,8 @@ SHUTTER_STATES = ("CLOSED", "OPEN")
 
 
 class NamedScalerChannel(ScalerChannel):
-    """Stock ``ScalerChannel`` reading NMn as text (string=True), as ``motor_egu`` above."""
+    """Stock ``ScalerChannel`` reading NMn as text (string=True) whether the IOC serves
+    DBF_STRING or a char waveform (stock: an int16 array, which breaks select_channels)."""
 
     chname = FCpt(EpicsSignal, "{self.prefix}.NM{self._ch_num}", string=True, kind=Kind.config)
 

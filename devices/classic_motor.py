@@ -19,7 +19,7 @@ class VerifiedEpicsMotor(EpicsMotor):
 
     retry_deadband = Cpt(EpicsSignalRO, ".RDBD", kind="omitted")
     # string=True: read EGU as text whether the IOC serves DBF_STRING or a char waveform
-    # (the sim serves a char waveform, which the stock Cpt reads as an int16 array).
+    # (an early sim revision served a char waveform, which the stock Cpt reads as int16s).
     motor_egu = Cpt(EpicsSignal, ".EGU", kind="config", string=True, auto_monitor=True)
 
     def __init__(self, prefix: str = "", *, name: str, tolerance: float | None = None, **kw):
