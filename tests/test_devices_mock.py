@@ -223,3 +223,25 @@ def test_suspend_on_beam_loss_trips_and_resets(RE, bl):
         RE.remove_suspender(sus)
     with pytest.raises(ValueError, match="floor_mA"):
         suspend_on_beam_loss(bl.ring_current, 0.0)
+
+
+def test_adapter_get_subscribe_run_false_and_clear(RE, bl):
+    set_mock_value(bl.ring_current.current, 321.0)
+    adapter = ClassicSignalAdapter(bl.ring_current.current)
+    assert adapter.name == "ring_current"
+    assert adapter.get() == 321.0  # no subscription yet: a get in the bluesky loop
+    seen = []
+
+    def callback(value, old_value, **kwargs):
+        seen.append((value, old_value))
+
+    adapter.subscribe(callback, run=False)  # the current value is not delivered
+
+    async def post(value):
+        set_mock_value(bl.ring_current.current, value)
+        await asyncio.sleep(0.01)
+
+    call_in_bluesky_event_loop(post(123.0))
+    adapter.clear_sub(callback)
+    call_in_bluesky_event_loop(post(5.0))
+    assert seen == [(123.0, 321.0)]
