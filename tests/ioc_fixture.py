@@ -5,8 +5,11 @@
 - ``running_sim(config_path, port)``: context manager for tests that kill or restart an IOC.
   Recommended for disconnect tests: serve on a *free port of its own* and run the CA client in
   a subprocess whose env is ``tests.epics_env.client_environment(port)`` (libca reads the env
-  once per process). Serving on CA_PORT instead only works if the session IOC is not running
-  at the same time (two servers on one port split the clients, FIELD_NOTES).
+  once per process). Serving on CA_PORT instead only works while the session IOC is not
+  running: ``running_sim`` raises if the port is already served, and ``python -m sim`` itself
+  exits 1 on a taken port (two servers on one port split the clients, FIELD_NOTES).
+- Use ``sim_beamline`` by name (this plugin provides it); importing the fixture function into
+  a test module makes pytest build a second copy, which here shares the one IOC anyway.
 - ``ca_read(pv, port)``: a CA read straight to ``127.0.0.1:port`` over TCP (no UDP search,
   no repeater), used as the readiness probe.
 """
