@@ -12,11 +12,13 @@ from bluesky import RunEngine
 from bluesky.preprocessors import run_wrapper, stage_wrapper
 from bluesky.utils import FailedStatus
 from ophyd_async.core import wait_for_value
+from ophyd_async.epics.core import epics_signal_r
 from ophyd_async.epics.motor import Motor
 from ophyd_async.plan_stubs import ensure_connected
 
 from devices import LimitError, MoveError, PutError
 from devices.beam import ShutterState
+from devices.scaler import CountState
 from tests.devices_system_helpers import (
     connect_async_beamline,
     connect_classic_beamline,
@@ -155,6 +157,30 @@ def test_trigger_never_reads_previous_acquisition(RE, abl):
     RE(run_wrapper(stage_wrapper(alternating(), [sc])),
        lambda n, d: n == "event" and docs.append(d["data"]["clock"]))
     assert docs == [10_000 if i % 2 == 0 else 20_000 for i in range(60)]
+
+
+def test_stock_style_trigger_does_read_stale_counts(RE, abl):
+    """The hazard the NACQ wait fixes is real here: CNT put-completion followed by a read
+    from the CA monitor cache returns the previous acquisition (measured ~50 %). If this
+    fails, monitor updates now arrive before put replies and the NACQ wait is belt only."""
+    sc = abl.scaler
+    cached_clock = epics_signal_r(int, sc.clock.source.removeprefix("ca://"), name="cclock")
+    RE(ensure_connected(cached_clock))
+
+    async def naive_triggers() -> int:
+        await cached_clock.stage()  # monitor + cache, as staged StandardReadable signals
+        stale = 0
+        try:
+            for i in range(40):
+                tp = 0.001 if i % 2 == 0 else 0.002
+                await sc.preset_time.set(tp)
+                await sc.count.set(CountState.COUNT)  # put completion only
+                stale += await cached_clock.get_value() != round(tp * 1e7)
+        finally:
+            await cached_clock.unstage()
+        return stale
+
+    assert run_in_loop(naive_triggers) > 0
 
 
 def test_shutter_gates_the_beam(RE, bl):
