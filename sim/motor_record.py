@@ -13,7 +13,7 @@ import asyncio
 
 import numpy as np
 from caproto import ChannelType
-from caproto.server import PVGroup, pvproperty
+from caproto.server import PVGroup, PvpropertyDouble, pvproperty
 
 from devices.config import MotorConfig
 from sim.config import MotorSimConfig
@@ -40,8 +40,22 @@ def _e(doc: str, states: tuple[str, ...], **kw) -> pvproperty:
     return pvproperty(value=states[0], dtype=ChannelType.ENUM, enum_strings=states, doc=doc, **kw)
 
 
+class _LimitedDouble(PvpropertyDouble):
+    """A double whose control-limit rejection names the value, limits and units."""
+
+    async def verify_value(self, value):
+        v = value[0] if isinstance(value, list | tuple | np.ndarray) and len(value) == 1 else value
+        lo, hi = self.lower_ctrl_limit, self.upper_ctrl_limit
+        if lo != hi and np.isscalar(v) and not lo <= v <= hi:
+            raise MotorLimitError(
+                f"put of {self.pvname} = {v} {self.units} outside limits [{lo}, {hi}] {self.units}")
+        return await super().verify_value(value)
+
+
 class MotorRecord(MotionMixin, PVGroup):
     """One motor record; construct with ``prefix='BL:SAMPLE:X'`` (no trailing dot)."""
+
+    type_map = {**PVGroup.type_map, float: _LimitedDouble}
 
     val = _f("User desired value (VAL); put completes when the move ends", name=".VAL")
     dval = _f("Dial desired value (DVAL)", name=".DVAL")

@@ -96,7 +96,7 @@ def test_put_completes_when_motion_ends(motor):
 def test_out_of_limit_put_is_rejected(motor, sim_beamline):
     # caproto's threading client drops CA error replies to puts, so use a raw CA put
     before = value(motor["RBV"])
-    with pytest.raises(CaPutError, match="10.5"):
+    with pytest.raises(CaPutError, match=r"10.5 mm outside limits \[-10.0, 10.0\] mm"):
         ca_put(motor["VAL"].name, 10.5, sim_beamline.port)
     assert value(motor["RBV"]) == before and value(motor["DMOV"]) == 1
     with pytest.raises(CaPutError, match=r"VELO=0.0 outside \(0, VMAX"):
