@@ -98,3 +98,23 @@ async def test_dir_neg_mirrors_limits():
     assert (rec.dllm.value, rec.dhlm.value) == (-10.0, 10.0)
     await move(rec, 3.0)  # user 3 = -dial + 1  ->  dial -2
     assert rec.drbv.value == pytest.approx(-2.0) and rec.rbv.value == pytest.approx(3.0)
+
+
+async def test_limit_switch_at_hard_travel_end():
+    rec = await record()
+    await rec.dhlm.write(20.0)  # soft limit beyond the hard end (10 mm + 2 % of the range)
+    assert rec.hlm.value == 20.0 and rec.val.upper_ctrl_limit == 20.0
+    await move(rec, 15.0)
+    assert rec.rbv.value == pytest.approx(10.4) and rec.hls.value == 1 and rec.lls.value == 0
+    await move(rec, 0.0)
+    assert rec.hls.value == 0
+
+
+async def test_retarget_mid_move_completes_both_puts_at_the_new_target():
+    rec = await record()
+    first = asyncio.create_task(rec.val.write(5.0))  # 0.1 s at 50 mm/s
+    await asyncio.sleep(0.03)
+    assert 0 < rec.rbv.value < 5.0
+    await move(rec, -1.0)
+    await asyncio.wait_for(first, 1)
+    assert rec.rbv.value == pytest.approx(-1.0) and rec.dmov.value == 1
