@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import yaml
@@ -83,6 +84,12 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print("interrupted: stopping the simulator and the agent", file=sys.stderr)
             return 130
+        except Exception as exc:  # the scientist gets one line; the traceback goes to a file
+            (out / "demo-error.log").write_text(traceback.format_exc())
+            print(f"demo failed: {type(exc).__name__}: {exc}\n  traceback: "
+                  f"{out / 'demo-error.log'}; logs: {out / 'sim.log'}, {out / 'agent.log'}",
+                  file=sys.stderr)
+            return 1
     summary["total wall time"] = f"{time.monotonic() - t0:.1f} s"
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print("\n".join(f"  {k}: {v}" for k, v in summary.items()))
