@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 
 import yaml
+from bluesky.utils import RunEngineInterrupted
 
 from plans.processes import agent_service, ca_client_environment, free_port_pair, simulated_beamline
 
@@ -81,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         session = DemoSession(beamline_yaml, agent_yaml, addresses, out, args)
         try:
             summary = session.run()
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, RunEngineInterrupted):
+            session.abort()
             print("interrupted: stopping the simulator and the agent", file=sys.stderr)
             return 130
         except Exception as exc:  # the scientist gets one line; the traceback goes to a file

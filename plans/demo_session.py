@@ -70,6 +70,11 @@ class DemoSession:
         self.config = load_beamline_config(beamline_yaml)
         self.RE = RunEngine()  # before connecting ophyd-async devices (FIELD_NOTES)
 
+    def abort(self) -> None:
+        """After Ctrl-C: the RunEngine pauses; end the run as aborted (documents closed)."""
+        if self.RE.state != "idle":
+            self.RE.abort("Ctrl-C")
+
     def run(self) -> dict:
         bl = make_beamline(self.config)
         self.RE(ensure_connected(bl, timeout=20))

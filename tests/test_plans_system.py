@@ -23,8 +23,6 @@ from plans.processes import agent_service
 from tests.devices_system_helpers import connect_async_beamline, connect_classic_beamline
 from tests.plans_helpers import BOUNDS, POSITIONS, Documents, write_agent_yaml
 
-sim_beamline = pytest.importorskip("tests.ioc_fixture").sim_beamline  # session fixture
-
 pytestmark = pytest.mark.system
 
 N_POINTS = 12
@@ -44,7 +42,7 @@ def _fast(RE, bl):
 
 
 @pytest.fixture(scope="module")
-def beamlines(RE, sim_beamline):  # noqa: F811
+def beamlines(RE, sim_beamline):
     abl = connect_async_beamline(RE, sim_beamline.config_path)
     cbl = connect_classic_beamline(sim_beamline.config_path)
     _fast(RE, abl)
@@ -174,7 +172,7 @@ def test_refuses_bounds_unlike_the_agents(RE, beamlines, local_agent):
 
 
 def test_beam_dump_suspends_and_resumes_with_no_point_lost_or_repeated(
-        RE, beamlines, local_agent, sim_beamline):  # noqa: F811
+        RE, beamlines, local_agent, sim_beamline):
     from ophyd import EpicsSignal
 
     from devices.suspenders import suspend_on_beam_loss
