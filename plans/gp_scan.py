@@ -126,11 +126,12 @@ def start_metadata(detectors, motors, args, agent_config: dict, max_points: int 
 def measure_points(detectors, motors, tolerances, coordinates: Sequence[str], agent,
                    recorder: ProposalRecorder, max_points: int | None,
                    ask_timeout_s: float) -> MsgGenerator[None]:
-    """Ask, move (verified), trigger and read, record the proposal; until a stop.
+    """For each point: record the proposal, move (verified), trigger and read; until a stop.
 
     The next proposal is requested as soon as the current one is known, so the agent decides
-    while the current point is measured. A checkpoint closes every point: a pause or a
-    suspender resumes at the start of the point in progress.
+    while the current point is measured. Each saved event is followed at once by a
+    checkpoint, so a pause or a suspender that rewinds never replays a saved event: the
+    point in progress is re-taken from its move.
     """
     measured = 0
     call = tasks.BackgroundCall(lambda: agent.ask(1))
@@ -138,20 +139,19 @@ def measure_points(detectors, motors, tolerances, coordinates: Sequence[str], ag
     while max_points is None or measured < max_points:
         asked = time.monotonic()
         proposal: Proposal = yield from tasks.result(call, ask_timeout_s)
-        wait_s = time.monotonic() - asked
         if proposal.phase == "done":
             break
-        targets = [proposal.points[0][c] for c in coordinates]
+        recorder.record(proposal, wait_s=time.monotonic() - asked)
+        yield from bps.trigger_and_read([recorder], name=STREAM)
+        yield from bps.checkpoint()
         measured += 1
+        targets = [proposal.points[0][c] for c in coordinates]
         if max_points is None or measured < max_points:
             here = dict(zip(coordinates, targets, strict=True))
             call = tasks.BackgroundCall(lambda here=here: agent.ask(1, current_position=here))
             yield from tasks.start(call)
         yield from move_verified(motors, targets, tolerances)
         yield from bps.trigger_and_read([*detectors, *motors])
-        # Provenance last: a pause or suspension before here replays no saved event.
-        recorder.record(proposal, wait_s)
-        yield from bps.trigger_and_read([recorder], name=STREAM)
         yield from bps.checkpoint()
 
 
