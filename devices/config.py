@@ -34,7 +34,7 @@ class MotorConfig(_Strict):
     velocity: float = Field(gt=0, description="VELO, egu/s")
     acceleration_s: float = Field(default=0.05, ge=0, description="ACCL, seconds to VELO")
     precision: int = Field(default=4, ge=0, le=10, description="PREC, display digits")
-    tolerance: float = Field(default=1e-3, gt=0, description="RDBD, egu: a move within this is done")
+    tolerance: float = Field(default=1e-3, gt=0, description="RDBD, egu: done within this")
     initial_position: float = Field(default=0.0, description="RBV at IOC start, egu")
 
     @model_validator(mode="after")
@@ -97,7 +97,8 @@ class BeamlineConfig(_Strict):
         for m in self.motors:
             if m.name == name:
                 return m
-        raise KeyError(f"no motor {name!r} in beamline config; known: {[m.name for m in self.motors]}")
+        known = [m.name for m in self.motors]
+        raise KeyError(f"no motor {name!r} in beamline config; known: {known}")
 
     def pv(self, suffix: str) -> str:
         return f"{self.prefix}{suffix}"
