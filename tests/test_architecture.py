@@ -1,0 +1,61 @@
+"""The layering, kept mechanically: who may import whom (see README, "The pieces").
+
+- ``sim`` and ``devices`` import nothing from ``agent`` or ``plans``;
+- ``agent`` knows positions and numbers, never devices: no ``devices``, ``sim``, ``plans``,
+  ophyd or ophyd-async;
+- only the demo (and its scoring) reads the simulator from ``plans``.
+Also: the project passes ruff, and no module imports pickle.
+"""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+FORBIDDEN = {
+    "sim": {"agent", "plans"},
+    "devices": {"agent", "plans", "sim"},
+    "agent": {"devices", "sim", "plans", "ophyd", "ophyd_async"},
+    "plans": {"sim"},
+}
+ALLOWED_SIM_READERS = {"plans/demo_session.py"}  # scoring against the hidden truth
+
+
+def imported_roots(path: Path) -> set[str]:
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_layering(package):
+    violations = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        relative = path.relative_to(ROOT).as_posix()
+        banned = FORBIDDEN[package] - ({"sim"} if relative in ALLOWED_SIM_READERS else set())
+        bad = imported_roots(path) & banned
+        if bad:
+            violations.append(f"{relative} imports {sorted(bad)}")
+    assert not violations, violations
+
+
+def test_no_pickle_anywhere():
+    users = [p.relative_to(ROOT).as_posix() for pkg in FORBIDDEN
+             for p in (ROOT / pkg).rglob("*.py") if "pickle" in imported_roots(p)]
+    assert not users, f"pickle must never be on the wire: {users}"
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff not installed")
+def test_ruff_is_clean():
+    result = subprocess.run(["ruff", "check", str(ROOT)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:]
