@@ -34,6 +34,23 @@ def posterior_mean_std(gp, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mu, np.sqrt(np.clip(var, 0.0, None))
 
 
+def is_log(gp) -> bool:
+    """True for gpCAM's LogGPOptimizer (the GP models log of the value)."""
+    from gpcam import LogGPOptimizer
+
+    return isinstance(gp, LogGPOptimizer)
+
+
+def value_moments(gp, mu: np.ndarray, sd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """GP-space mean and std -> map value and std of the value. Identity for a plain GP. For
+    the log-GP: the lognormal median ``exp(mu)`` (the lognormal mean ``exp(mu + s^2/2)`` is
+    inflated by the prior variance far from data, measured to wreck the map) and the lognormal
+    std ``sqrt((exp(s^2) - 1) exp(2 mu + s^2))``."""
+    if not is_log(gp):
+        return mu, sd
+    return np.exp(mu), value_moments_std(True, mu, sd)
+
+
 def gradient_norm(gp, x: np.ndarray, mu: np.ndarray, step: float) -> np.ndarray:
     """|grad mu| (m,) in normalised coordinates: forward differences of gpCAM's posterior mean
     (``mu`` is the mean at ``x``)."""
@@ -47,43 +64,53 @@ class Scorer:
     """Scores candidates for one acquisition; ``score(sd)`` re-scores with a reduced std.
 
     The std can be reduced (batch selection, pending points) without new GP calls, because
-    every supported acquisition is a function of (mu, sd, fixed per-candidate terms).
+    every supported acquisition is a function of (mu, sd, fixed per-candidate terms). ``mu``
+    and ``sd`` are in GP space (log of the value for the log-GP).
     """
 
     def __init__(self, acquisition: str | Callable, gp, x: np.ndarray, y: np.ndarray,
                  beta: float):
         self.name = acquisition if isinstance(acquisition, str) else "callable"
         self.x = x
+        self.log = is_log(gp)
         self.mu, self.sd = posterior_mean_std(gp, x)
         self._fixed = None
         if callable(acquisition):
             # a user callable f(x, gp) in gpCAM's convention: no std decomposition, scored once
             self._fixed = np.asarray(acquisition(x, gp), dtype=float).reshape(-1)
         elif acquisition == "mapping":
-            hps = np.asarray(gp.hyperparameters)
-            ell = float(np.exp(np.mean(np.log(hps[1:]))))
-            spread = float(np.ptp(y)) + 1e-12
-            step = float(np.clip(0.5 * np.min(hps[1:]), 1e-3, 0.05))
-            amp = np.abs(self.mu - np.median(y)) / spread
-            # the gradient costs d mean evaluations per point: only where it can matter
-            top = np.argsort(self.sd * (1.0 + GAIN * amp))[-GRADIENT_TOP:]
-            grad = np.zeros(len(x))
-            grad[top] = ell * gradient_norm(gp, x[top], self.mu[top], step) / spread
-            self._weight = 1.0 + GAIN * (amp + grad)
+            self._weight = self._mapping_weight(gp, x, y)
         self._beta = beta
         self._best = (float(np.max(y)), float(np.min(y)))
         self._acq = acquisition
 
+    def _mapping_weight(self, gp, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        hps = np.asarray(gp.hyperparameters)
+        ell = float(np.exp(np.mean(np.log(hps[1:]))))
+        spread = float(np.ptp(y)) + 1e-12
+        step = float(np.clip(0.5 * np.min(hps[1:]), 1e-3, 0.05))
+        mean, sd = value_moments(gp, self.mu, self.sd)
+        amp = np.abs(mean - np.median(y)) / spread
+        # the gradient costs d mean evaluations per point: only where it can matter
+        top = np.argsort(sd * (1.0 + GAIN * amp))[-GRADIENT_TOP:]
+        grad = ell * gradient_norm(gp, x[top], self.mu[top], step) / spread
+        if self.log:  # d exp(mu) = exp(mu) d mu
+            grad = grad * np.exp(self.mu[top])
+        weight = 1.0 + GAIN * amp
+        weight[top] += GAIN * grad
+        return weight
+
     def score(self, sd: np.ndarray | None = None) -> np.ndarray:
-        """Acquisition values (m,), larger is better, with std ``sd`` (default: posterior)."""
+        """Acquisition values (m,), larger is better, with GP-space std ``sd`` (default:
+        posterior). Means and stds are on the value scale for mapping/log_std/variance."""
         if self._fixed is not None:
             return self._fixed
         sd = self.sd if sd is None else sd
         mu, a = self.mu, self._acq
-        if a == "mapping":
-            return sd * self._weight
-        if a == "variance":  # gpCAM's 'variance' is the posterior std
-            return sd
+        if a in ("mapping", "log_std", "variance"):
+            # value-scale std: lognormal std for the log-GP (log_std), the std for a plain GP
+            vsd = value_moments_std(self.log, mu, sd)
+            return vsd * self._weight if a == "mapping" else vsd
         if a == "ucb":
             return mu + self._beta * sd
         if a == "lcb":
@@ -93,8 +120,17 @@ class Scorer:
         if a == "minimum":
             return -mu
         if a in ("expected improvement", "probability of improvement"):
-            return _improvement(a, mu, sd, self._best[0])
+            return _improvement(a, mu, sd, float(np.log(self._best[0])) if self.log
+                                else self._best[0])
         raise ValueError(f"acquisition {a!r} unknown")
+
+
+def value_moments_std(log: bool, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """Value-scale std from GP-space mean and std (lognormal std when ``log``)."""
+    if not log:
+        return sd
+    v = sd ** 2
+    return np.sqrt(np.expm1(v) * np.exp(2 * mu + v))
 
 
 def _improvement(name: str, mu: np.ndarray, sd: np.ndarray, best: float) -> np.ndarray:

@@ -53,7 +53,9 @@ class CoordinateConfig(_Strict):
 class InitialDesignConfig(_Strict):
     """Space-filling start-up design (scipy.stats.qmc), run before the GP takes over."""
 
-    method: Literal["sobol", "lhs"] = "sobol"
+    method: Literal["sobol", "lhs", "raster"] = Field(
+        default="sobol", description="raster: a coarse serpentine grid, the cheapest coverage "
+        "when moves cost time (finds localized features the GP cannot know of)")
     n_points: int = Field(default=16, ge=2, le=10_000)
 
 
@@ -94,6 +96,21 @@ class EngineConfig(_Strict):
     acquisition: str | Callable[..., Any] | None = Field(
         default=None, description="name or callable f(x_normalised (m,d), gp) -> (m,); "
         "None picks 'mapping' or 'ucb' by mode")
+    model: Literal["gp", "log_gp"] = Field(
+        default="gp", description="'log_gp' models log(value) (gpCAM LogGPOptimizer): for "
+        "positive signals with localized peaks; values <= 0 are floored at LOG_FLOOR*max")
+    kernel: Literal["matern32", "matern12", "matern52"] = Field(
+        default="matern32", description="anisotropic Matern kernel; matern32 is gpCAM's "
+        "default, matern12 suits sharp steps (domain walls), matern52 smooth maps")
+    prior_mean: Literal["data_mean", "area_median"] = Field(
+        default="data_mean", description="GP prior mean: gpCAM's mean of the data, or the "
+        "median over space (points weighted by the area they stand for): where features are "
+        "localized an adaptive design crowds them, which biases the data mean")
+    exploration: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = Field(
+        default=0.0, description="mapping acquisitions: weight of a coverage term, the distance "
+        "to the nearest measured point, added to the max-normalised score; finds features "
+        "that the model has not seen at all (the GP's std is small where it believes the map "
+        "is flat)")
     ucb_beta: PositiveFloat = Field(default=3.0, description="gpCAM's ucb/lcb factor")
     initial_design: InitialDesignConfig = InitialDesignConfig()
     training: TrainingConfig = TrainingConfig()

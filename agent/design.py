@@ -17,7 +17,22 @@ def initial_design(method: str, n: int, d: int, seed: int) -> np.ndarray:
         return qmc.Sobol(d, scramble=True, seed=seed).random_base2(m)[:n]
     if method == "lhs":
         return qmc.LatinHypercube(d, seed=seed).random(n)
-    raise ValueError(f"initial design method {method!r} unknown; use 'sobol' or 'lhs'")
+    if method == "raster":
+        return raster(n, d)
+    raise ValueError(f"initial design method {method!r} unknown; use 'sobol', 'lhs' or 'raster'")
+
+
+def raster(n: int, d: int) -> np.ndarray:
+    """A coarse regular grid of k^d >= n points (k = ceil(n^(1/d))), edges included, in
+    boustrophedon (serpentine) order so that consecutive points are neighbours: the cheapest
+    way to cover the space when moves cost time. Truncated to n points."""
+    k = max(int(np.ceil(n ** (1.0 / d) - 1e-9)), 2)
+    axis = np.linspace(0.0, 1.0, k)
+    rows = [[]]
+    for _ in range(d):  # snake: reverse the new (fastest) axis on every other row
+        rows = [r + [a] for i, r in enumerate(rows)
+                for a in (axis if i % 2 == 0 else axis[::-1])]
+    return np.array(rows)[:n]
 
 
 def candidates(m: int, d: int, rng: np.random.Generator, centre: np.ndarray | None,

@@ -16,16 +16,24 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from agent import checkpoint
-from agent.acquisition import Scorer, correlation, posterior_mean_std
+from agent.acquisition import Scorer, correlation, posterior_mean_std, value_moments
 from agent.config import EngineConfig, make_engine_config
 from agent.design import candidates, check_grid, initial_design
 from agent.errors import AgentError, MessageError
 from agent.messages import Measurement, Proposal
 from agent.space import Space, near
-from agent.training import BackgroundTrainer, hyperparameter_bounds, make_gp, schedule_next
+from agent.training import (
+    BackgroundTrainer,
+    area_median,
+    hyperparameter_bounds,
+    make_gp,
+    schedule_next,
+)
 from agent.travel import order_path, travel_time_s
 
 INITIAL_LENGTH_SCALE = 0.15  # normalised; used until the first training
+MAPPING_ACQUISITIONS = ("mapping", "log_std", "variance")  # non-negative, std-like scores
+LOG_FLOOR = 1e-3  # log_gp: values are floored at LOG_FLOOR * max(values) (log needs y > 0)
 
 
 class Engine:
@@ -38,9 +46,12 @@ class Engine:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self._lock = threading.RLock()
         self._rng = np.random.default_rng(config.seed)
-        self._design = initial_design(config.initial_design.method,
-                                      4 * config.initial_design.n_points, self.space.d,
+        n0 = config.initial_design.n_points
+        self._design = initial_design(config.initial_design.method, n0, self.space.d,
                                       config.seed)
+        # spare points for failed or lost design points
+        self._design = np.vstack([self._design, initial_design("sobol", 3 * n0, self.space.d,
+                                                               config.seed + 1)])
         self._check = check_grid(self.space.d, config.seed)
         self._measurements: list[Measurement] = []
         self._keys: set[tuple[str, int]] = set()
@@ -108,6 +119,24 @@ class Engine:
             default = max((1e-2 * float(np.std(self._y))) ** 2, 1e-12)
         return np.where(np.isnan(var), default, np.maximum(var, 1e-12))
 
+    def _gp_y(self, start: int = 0) -> np.ndarray:
+        """Values as the GP is given them (floored for the log-GP)."""
+        y = np.array(self._y[start:])
+        if self.config.model == "log_gp":
+            y = np.maximum(y, max(LOG_FLOOR * max(self._y), 1e-12))
+        return y
+
+    def _hp_scale_y(self) -> np.ndarray:
+        """Values in GP space (log for the log-GP), for the signal-variance bounds."""
+        y = self._gp_y()
+        return np.log(y) if self.config.model == "log_gp" else y
+
+    def _prior_mean(self) -> float | None:
+        """GP-space prior mean for a new GP (None: gpCAM's default, the data mean)."""
+        if self.config.prior_mean == "data_mean" or len(self._x) < 2:
+            return None
+        return area_median(np.array(self._x), self._hp_scale_y())
+
     def _update_gp(self) -> None:
         n = len(self._x)
         if n < 2:
@@ -118,13 +147,14 @@ class Engine:
         k = len(self._gp.x_data)
         if k < n:
             noise = self._noise()[k:]
-            self._gp.tell(np.array(self._x[k:]), np.array(self._y[k:]), noise_variances=noise)
+            self._gp.tell(np.array(self._x[k:]), self._gp_y(k), noise_variances=noise)
 
     def _rebuild_gp(self) -> None:
         if self._hps is None:
-            v = max(float(np.var(self._y)), 1e-12)
+            v = max(float(np.var(self._hp_scale_y())), 1e-12)
             self._hps = np.array([v] + [INITIAL_LENGTH_SCALE] * self.space.d)
-        self._gp = make_gp(np.array(self._x), np.array(self._y), self._noise(), self._hps)
+        self._gp = make_gp(np.array(self._x), self._gp_y(), self._noise(), self._hps,
+                           self.config.model, self._prior_mean(), self.config.kernel)
 
     # ---------------------------------------------------------------- training
     def _maybe_train(self, force: bool = False) -> None:
@@ -134,15 +164,18 @@ class Engine:
             return
         if (n >= self._next_train or force) and n >= 2 and not self._trainer.running:
             self._next_train = schedule_next(n, t.schedule, t.first_at, t.every)
-            bounds = hyperparameter_bounds(np.array(self._y), self.space.d, t.length_scale_bounds)
-            self._trainer.start(np.array(self._x), np.array(self._y), self._noise(), self._hps,
-                                bounds, t.n_restarts, t.max_iter, background=t.background)
+            bounds = hyperparameter_bounds(self._hp_scale_y(), self.space.d,
+                                           t.length_scale_bounds)
+            self._trainer.start(np.array(self._x), self._gp_y(), self._noise(), self._hps,
+                                bounds, t.n_restarts, t.max_iter, background=t.background,
+                                model=self.config.model, prior_mean=self._prior_mean(),
+                                kernel=self.config.kernel)
 
     def _install(self, gp, hps: np.ndarray, n_snapshot: int, duration_s: float) -> None:
         with self._lock:
             n = len(self._x)
             if n > n_snapshot:  # data that arrived during training: rank-k update
-                gp.tell(np.array(self._x[n_snapshot:]), np.array(self._y[n_snapshot:]),
+                gp.tell(np.array(self._x[n_snapshot:]), self._gp_y(n_snapshot),
                         noise_variances=self._noise()[n_snapshot:])
             self._gp, self._hps = gp, hps
 
@@ -199,6 +232,13 @@ class Engine:
     def _design_points(self, n: int, origin) -> np.ndarray:
         free = ~near(self._design, self._taken(), self.config.pending_tolerance)
         pts = self._design[free][:n]
+        block = self._design[:self.config.initial_design.n_points]
+        open_block = block[free[:len(block)]]
+        if origin is not None and len(open_block) > n:
+            # the design's order does not matter once all of it is run: visit nearest first
+            t = travel_time_s(self.space.to_eng(origin), self.space.to_eng(open_block),
+                              self.space.velocity)
+            pts = open_block[np.argsort(t, kind="stable")[:n]]
         if len(pts) < n:  # design exhausted (failures, lost proposals): random fill
             extra = self._rng.random((n - len(pts), self.space.d))
             pts = np.vstack([pts, extra])
@@ -220,14 +260,21 @@ class Engine:
         alive = np.ones(len(cand), dtype=bool)
         chosen, values = [], []
         here = origin
+        explore = cfg.exploration if scorer.name in MAPPING_ACQUISITIONS else 0.0
+        if explore > 0:  # coverage: distance to the nearest measured or pending point
+            gap = _nearest_distance(cand, self._taken())
         for _ in range(min(n, len(cand))):
             s = scorer.score(sd)
+            if explore > 0:
+                s = s / (np.max(s) + 1e-300) + explore * gap / (np.max(gap) + 1e-300)
             pick = int(np.argmax(np.where(alive, self._per_time(s, cand, here), -np.inf)))
             chosen.append(pick)
             values.append(s[pick])
             alive &= np.max(np.abs(cand - cand[pick]), axis=1) > tol
             rho = correlation(self._gp, cand, cand[pick:pick + 1])[:, 0]
             sd *= np.sqrt(np.clip(1.0 - rho ** 2, 0.0, 1.0))
+            if explore > 0:
+                gap = np.minimum(gap, np.linalg.norm(cand - cand[pick], axis=1))
             here = cand[pick]
         self._last_scores = scorer
         return cand[chosen], np.array(values)
@@ -240,7 +287,7 @@ class Engine:
         cost = self.config.overhead_s + travel_time_s(
             self.space.to_eng(here), self.space.to_eng(cand), self.space.velocity)
         cost = np.maximum(cost, 1e-3)
-        if np.min(s) < 0 or self.config.acquisition_name not in ("mapping", "variance"):
+        if np.min(s) < 0 or self.config.acquisition_name not in MAPPING_ACQUISITIONS:
             # signed scores: rescale to (0, 1] so that dividing by cost keeps the preference
             s = (s - np.min(s)) / (np.ptp(s) + 1e-300) + 1e-3
         return s / cost
@@ -274,7 +321,7 @@ class Engine:
             return f"max_time_s reached: {elapsed:.1f} s of {s.max_time_s} s"
         if s.target_uncertainty is not None and self._gp is not None and \
                 len(self._x) >= self.config.initial_design.n_points:
-            _, sd = posterior_mean_std(self._gp, self._check)
+            _, sd = value_moments(self._gp, *posterior_mean_std(self._gp, self._check))
             stat = float(np.max(sd) if s.uncertainty_statistic == "max" else np.mean(sd))
             if stat <= s.target_uncertainty:
                 return (f"target_uncertainty reached: {s.uncertainty_statistic} posterior std "
@@ -309,9 +356,7 @@ class Engine:
             if self._gp is None:
                 raise AgentError(f"posterior: no model yet ({len(self._x)} measurements)")
             u = self.space.to_unit(pts)
-            mu = np.concatenate([posterior_mean_std(self._gp, u[i:i + 500])[0]
-                                 for i in range(0, len(u), 500)])
-            _, sd = posterior_mean_std(self._gp, u)
+            mu, sd = value_moments(self._gp, *posterior_mean_std(self._gp, u))
         return mu, sd ** 2
 
     @property
@@ -400,3 +445,12 @@ class Engine:
         """Stop background training; idempotent."""
         self._closed = True
         self._trainer.close()
+
+
+def _nearest_distance(u: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Euclidean distance (m,) from each row of ``u`` to the nearest row of ``points``."""
+    from scipy.spatial import cKDTree
+
+    if len(points) == 0:
+        return np.ones(len(u))
+    return cKDTree(points).query(u, k=1)[0]

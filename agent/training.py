@@ -14,7 +14,11 @@ import warnings
 from collections.abc import Callable
 
 import numpy as np
-from gpcam import GPOptimizer
+from gpcam import GPOptimizer, LogGPOptimizer
+
+#: GP classes by EngineConfig.model; the log-GP models log(y) (gpCAM transforms y and, by the
+#: delta method, the noise variances var/y^2)
+MODELS = {"gp": GPOptimizer, "log_gp": LogGPOptimizer}
 
 
 def schedule_next(n: int, schedule: str, first_at: int, every: int) -> int:
@@ -43,12 +47,77 @@ def hyperparameter_bounds(y: np.ndarray, d: int, length_scale_bounds: tuple[floa
     return b
 
 
-def make_gp(x: np.ndarray, y: np.ndarray, noise: np.ndarray, hps: np.ndarray) -> GPOptimizer:
-    """A gpCAM GP with measured noise variances and given hyperparameters (default kernel)."""
+class ConstantMean:
+    """gpCAM prior mean function ``m(x, hyperparameters) = c`` (GP space), fixed per GP."""
+
+    def __init__(self, c: float):
+        self.c = float(c)
+
+    def __call__(self, x, hyperparameters):
+        return np.full(len(x), self.c)
+
+    def grad(self, x, hyperparameters):
+        return np.zeros((len(hyperparameters), len(x)))
+
+
+def area_median(x: np.ndarray, z: np.ndarray, k: int = 4) -> float:
+    """Median of ``z`` (n,) weighted by the area each point of ``x`` (n, d) stands for.
+
+    The area is estimated as (distance to the k-th nearest neighbour)^d, so points an adaptive
+    design crowds onto features count less: the result estimates the median over the *space*
+    (the background level of a map with localized features), not over the measurements.
+    """
+    from scipy.spatial import cKDTree
+
+    n, d = x.shape
+    if n <= k:
+        return float(np.median(z))
+    dist, _ = cKDTree(x).query(x, k=k + 1)
+    w = np.maximum(dist[:, -1], 1e-9) ** d
+    order = np.argsort(z)
+    cw = np.cumsum(w[order])
+    return float(z[order][np.searchsorted(cw, 0.5 * cw[-1])])
+
+
+def _scaled_distance(x1: np.ndarray, x2: np.ndarray, hps: np.ndarray) -> np.ndarray:
+    d2 = np.zeros((len(x1), len(x2)))
+    for i in range(x1.shape[1]):
+        d2 += (np.subtract.outer(x1[:, i], x2[:, i]) / hps[1 + i]) ** 2
+    return np.sqrt(d2)
+
+
+def matern12(x1: np.ndarray, x2: np.ndarray, hps: np.ndarray) -> np.ndarray:
+    """Anisotropic Matern 1/2 (exponential) kernel, hps = [variance, length scales...]: rough
+    sample paths, no overshoot at steps (fvgp.kernels.exponential_kernel)."""
+    return hps[0] * np.exp(-_scaled_distance(x1, x2, hps))
+
+
+def matern52(x1: np.ndarray, x2: np.ndarray, hps: np.ndarray) -> np.ndarray:
+    """Anisotropic Matern 5/2 kernel, hps = [variance, length scales...] (fvgp.kernels)."""
+    r = np.sqrt(5.0) * _scaled_distance(x1, x2, hps)
+    return hps[0] * (1.0 + r + r * r / 3.0) * np.exp(-r)
+
+
+#: kernels by EngineConfig.kernel; None is gpCAM's default anisotropic Matern 3/2
+KERNELS = {"matern32": None, "matern12": matern12, "matern52": matern52}
+
+
+def make_gp(x: np.ndarray, y: np.ndarray, noise: np.ndarray, hps: np.ndarray,
+            model: str = "gp", prior_mean: float | None = None,
+            kernel: str = "matern32") -> GPOptimizer:
+    """A gpCAM GP (``model`` "gp" or "log_gp") with measured noise variances (value units^2)
+    and given hyperparameters. For "log_gp" ``y`` must be > 0. ``prior_mean`` (GP space)
+    replaces gpCAM's default prior mean, the mean of the data. ``kernel`` names KERNELS."""
+    kw = {}
+    if KERNELS[kernel] is not None:
+        kw["kernel_function"] = KERNELS[kernel]
+    if prior_mean is not None:
+        m = ConstantMean(prior_mean)
+        kw.update(prior_mean_function=m, prior_mean_function_grad=m.grad)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return GPOptimizer(x, y, init_hyperparameters=np.array(hps, dtype=float),
-                           noise_variances=noise)
+        return MODELS[model](x, y, init_hyperparameters=np.array(hps, dtype=float),
+                             noise_variances=noise, **kw)
 
 
 class BackgroundTrainer:
@@ -68,11 +137,13 @@ class BackgroundTrainer:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self, x, y, noise, hps0, bounds, n_restarts: int, max_iter: int,
-              background: bool = True) -> None:
+              background: bool = True, model: str = "gp",
+              prior_mean: float | None = None, kernel: str = "matern32") -> None:
         """Train on copies of the data; blocks only when ``background`` is False."""
         if self.running or self._stop.is_set():
             return
-        args = (x.copy(), y.copy(), noise.copy(), np.array(hps0), bounds, n_restarts, max_iter)
+        args = (x.copy(), y.copy(), noise.copy(), np.array(hps0), bounds, n_restarts, max_iter,
+                model, prior_mean, kernel)
         if not background:
             self._run(*args)
             return
@@ -80,16 +151,18 @@ class BackgroundTrainer:
                                         name="engine-training")
         self._thread.start()
 
-    def _run(self, x, y, noise, hps0, bounds, n_restarts, max_iter) -> None:
+    def _run(self, x, y, noise, hps0, bounds, n_restarts, max_iter, model, prior_mean,
+             kernel) -> None:
         t0 = time.perf_counter()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                gp = make_gp(x, y, noise, np.clip(hps0, bounds[:, 0], bounds[:, 1]))
+                gp = make_gp(x, y, noise, np.clip(hps0, bounds[:, 0], bounds[:, 1]), model,
+                             prior_mean, kernel)
                 gp.train(hyperparameter_bounds=bounds, method="local", n_restarts=n_restarts,
                          max_iter=max_iter)
                 hps = np.array(gp.hyperparameters, dtype=float)
-                fresh = make_gp(x, y, noise, hps)
+                fresh = make_gp(x, y, noise, hps, model, prior_mean, kernel)
             if not self._stop.is_set():
                 self._install(fresh, hps, len(x), time.perf_counter() - t0)
             self.last_error = None

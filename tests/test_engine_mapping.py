@@ -1,0 +1,96 @@
+"""Mapping policy pieces: raster start-up design, log-GP, area-weighted prior mean, coverage."""
+
+import numpy as np
+import pytest
+
+from agent.config import ConfigError, make_engine_config
+from agent.design import raster
+from agent.engine import Engine
+from agent.messages import Measurement
+from agent.training import area_median
+
+
+def cfg(**over):
+    base = {"coordinates": [
+        {"name": "x", "low": -5, "high": 5, "units": "mm", "velocity": 5.0},
+        {"name": "y", "low": 0, "high": 10, "units": "mm", "velocity": 5.0}],
+        "value": "det", "stop": {"max_points": 60}, "initial_design": {"n_points": 9},
+        "training": {"background": False}, "overhead_s": 0.5}
+    base.update(over)
+    return make_engine_config(base)
+
+
+def peak(p):  # a narrow peak on a positive background
+    return 0.02 + float(np.exp(-((p["x"] - 1) ** 2 + (p["y"] - 4) ** 2) / 2.0))
+
+
+def run(engine, n):
+    pos = None
+    for seq in range(n):
+        p = engine.ask(1, current_position=pos).points[0]
+        engine.tell(Measurement(run_uid="m", seq=seq, positions=p, values={"det": peak(p)},
+                                variances={"det": 1e-6 + 1e-4 * peak(p)}))
+        pos = p
+    return engine
+
+
+def test_raster_is_serpentine_and_covers_the_cube():
+    r = raster(9, 2)
+    assert r.shape == (9, 2) and set(map(tuple, r)) == {(a, b) for a in (0, .5, 1)
+                                                        for b in (0, .5, 1)}
+    steps = np.max(np.abs(np.diff(r, axis=0)), axis=1)
+    assert np.allclose(steps, 0.5)  # every move is to a neighbour
+    assert raster(7, 3).shape == (7, 3)
+
+
+def test_raster_design_runs_in_serpentine_order():
+    e = Engine(cfg(initial_design={"method": "raster", "n_points": 9}))
+    pos, pts = None, []
+    for seq in range(9):
+        prop = e.ask(1, current_position=pos)
+        assert prop.phase == "initial_design"
+        pos = prop.points[0]
+        pts.append([pos["x"], pos["y"]])
+        e.tell(Measurement(run_uid="m", seq=seq, positions=pos, values={"det": peak(pos)}))
+    hops = np.max(np.abs(np.diff(np.array(pts), axis=0)), axis=1)
+    assert np.allclose(hops, 5.0)  # neighbours on the 3 x 3 raster, no long jumps
+    assert e.ask(1, current_position=pos).phase == "gp"
+    e.close()
+
+
+def test_area_median_discounts_crowded_points():
+    rng = np.random.default_rng(0)
+    spread = rng.random((50, 2))
+    crowd = 0.5 + 0.01 * rng.random((200, 2))  # an adaptive design piles onto a feature
+    z = np.r_[np.zeros(50), np.ones(200)]
+    x = np.vstack([spread, crowd])
+    assert np.median(z) == 1.0
+    assert area_median(x, z) == 0.0
+
+
+@pytest.mark.parametrize("model", ["gp", "log_gp"])
+def test_models_map_a_peak(model):
+    e = run(Engine(cfg(model=model, prior_mean="area_median", exploration=1.0)), 40)
+    mu, var = e.posterior(np.array([[1.0, 4.0], [-4.0, 9.0]]))
+    assert np.all(np.isfinite(mu)) and np.all(var >= 0)
+    assert mu[0] > 0.5 and abs(mu[1] - 0.02) < 0.05  # peak found, background kept
+    st = e.status()
+    assert st["training"]["last_error"] is None
+    e.close()
+
+
+def test_log_gp_tolerates_non_positive_values():
+    e = Engine(cfg(model="log_gp", acquisition="log_std"))
+    for seq, (x, v) in enumerate([(-4, 0.0), (0, -0.01), (4, 1.0), (2, 0.5)]):
+        e.tell(Measurement(run_uid="m", seq=seq, positions={"x": x, "y": 5}, values={"det": v}))
+    mu, _ = e.posterior(np.array([[4.0, 5.0]]))
+    assert mu[0] > 0
+    assert e.ask(2).phase in ("initial_design", "gp")
+    e.close()
+
+
+def test_new_keys_validated():
+    with pytest.raises(ConfigError, match="model"):
+        cfg(model="deep")
+    with pytest.raises(ConfigError, match="exploration"):
+        cfg(exploration=-1)
