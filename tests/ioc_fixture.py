@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -33,6 +32,7 @@ import caproto as ca
 import pytest
 
 from devices.config import DEFAULT_CONFIG, BeamlineConfig
+from plans.processes import stop_process_group
 from sim.config import FullConfig, load_config
 from sim.server import server_environment
 from tests.epics_env import CA_PORT
@@ -144,20 +144,6 @@ def spawn_sim(config_path: Path | str, port: int, log_file, extra_args=()) -> su
            *extra_args]
     return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT,
                             start_new_session=True)
-
-
-def stop_process_group(proc: subprocess.Popen, timeout_s: float = 5.0) -> int:
-    """SIGTERM the process group, SIGKILL it after ``timeout_s``; returns the exit code."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout_s)
-    return proc.returncode
 
 
 @contextlib.contextmanager
