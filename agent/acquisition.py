@@ -11,6 +11,15 @@ on where points are, not on what was measured, so it fills space like a grid; we
 amplitude and gradient puts points on peaks and edges, where a stationary GP's error is
 largest. The amplitude term plays the role of the log-GP's lognormal std (which FIELD_NOTES
 found to beat a grid), without requiring a positive signal.
+
+``variation`` (measured best for maps, benchmarks/bench_map_quality.py): ``gap * (local range /
+data range + floor)``, with gap the distance to the nearest measured or pending point and the
+local range the spread of the k nearest measured values (on the GP's scale). Model-free, it
+samples across walls and peak flanks that a stationary GP smooths away, and the floor keeps
+covering quiet regions. Use it with the ``multiscale`` kernel: with one length scale the map
+reverts to the prior mean between the sparse points away from a densely sampled wall.
+
+``log_std``: the lognormal std of the log-GP (``model="log_gp"``); with a plain GP the std.
 """
 
 from __future__ import annotations
@@ -19,9 +28,12 @@ from collections.abc import Callable
 
 import numpy as np
 
+from agent.training import length_scales, prior_variance
+
 #: weight of signal change relative to plain std; 1 + GAIN*(change / range of the data)
 GAIN = float(__import__("os").environ.get("BEAMAGENT_MAPPING_GAIN", "2.0"))
 CHUNK = 100
+VARIATION_K = 4
 GRADIENT_TOP = 300
 
 
@@ -51,6 +63,19 @@ def value_moments(gp, mu: np.ndarray, sd: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.exp(mu), value_moments_std(True, mu, sd)
 
 
+def local_variation(x: np.ndarray, x_data: np.ndarray, y: np.ndarray,
+                    k: int = VARIATION_K) -> np.ndarray:
+    """Range (m,) of the measured values ``y`` at the k measured points ``x_data`` nearest to
+    each candidate ``x`` (m, d): large across a wall or on a peak's flank, ~noise where the
+    map is flat. Model-free, so it sees a step the GP has smoothed away."""
+    from scipy.spatial import cKDTree
+
+    k = min(k, len(x_data))
+    _, idx = cKDTree(x_data).query(x, k=k)
+    vals = np.asarray(y)[np.asarray(idx).reshape(len(x), k)]
+    return np.ptp(vals, axis=1)
+
+
 def gradient_norm(gp, x: np.ndarray, mu: np.ndarray, step: float) -> np.ndarray:
     """|grad mu| (m,) in normalised coordinates: forward differences of gpCAM's posterior mean
     (``mu`` is the mean at ``x``)."""
@@ -69,7 +94,7 @@ class Scorer:
     """
 
     def __init__(self, acquisition: str | Callable, gp, x: np.ndarray, y: np.ndarray,
-                 beta: float):
+                 beta: float, variation_floor: float = 0.5):
         self.name = acquisition if isinstance(acquisition, str) else "callable"
         self.x = x
         self.log = is_log(gp)
@@ -80,15 +105,21 @@ class Scorer:
             self._fixed = np.asarray(acquisition(x, gp), dtype=float).reshape(-1)
         elif acquisition == "mapping":
             self._weight = self._mapping_weight(gp, x, y)
+        elif acquisition == "variation":
+            # on the GP's scale: log values for the log-GP (a small peak on a weak background
+            # is a large relative change)
+            z = np.asarray(gp.y_data).reshape(-1)
+            self._local = local_variation(x, np.asarray(gp.x_data), z) / (np.ptp(z) + 1e-300)
         self._beta = beta
+        self._floor = variation_floor
         self._best = (float(np.max(y)), float(np.min(y)))
         self._acq = acquisition
 
     def _mapping_weight(self, gp, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        hps = np.asarray(gp.hyperparameters)
-        ell = float(np.exp(np.mean(np.log(hps[1:]))))
+        ls = length_scales(gp.hyperparameters, getattr(gp, "beamagent_kernel", "matern32"))
+        ell = float(np.exp(np.mean(np.log(ls))))
         spread = float(np.ptp(y)) + 1e-12
-        step = float(np.clip(0.5 * np.min(hps[1:]), 1e-3, 0.05))
+        step = float(np.clip(0.5 * np.min(ls), 1e-3, 0.05))
         mean, sd = value_moments(gp, self.mu, self.sd)
         amp = np.abs(mean - np.median(y)) / spread
         # the gradient costs d mean evaluations per point: only where it can matter
@@ -100,13 +131,17 @@ class Scorer:
         weight[top] += GAIN * grad
         return weight
 
-    def score(self, sd: np.ndarray | None = None) -> np.ndarray:
+    def score(self, sd: np.ndarray | None = None, gap: np.ndarray | None = None
+              ) -> np.ndarray:
         """Acquisition values (m,), larger is better, with GP-space std ``sd`` (default:
-        posterior). Means and stds are on the value scale for mapping/log_std/variance."""
+        posterior). Means and stds are on the value scale for mapping/log_std/variance.
+        ``gap`` (m,): distance to the nearest measured or pending point ("variation")."""
         if self._fixed is not None:
             return self._fixed
         sd = self.sd if sd is None else sd
         mu, a = self.mu, self._acq
+        if a == "variation":
+            return gap * (self._local + self._floor)
         if a in ("mapping", "log_std", "variance"):
             # value-scale std: lognormal std for the log-GP (log_std), the std for a plain GP
             vsd = value_moments_std(self.log, mu, sd)
@@ -146,4 +181,5 @@ def _improvement(name: str, mu: np.ndarray, sd: np.ndarray, best: float) -> np.n
 def correlation(gp, x: np.ndarray, p: np.ndarray) -> np.ndarray:
     """Prior kernel correlation (m, k) between candidates ``x`` and points ``p`` (gpCAM kernel)."""
     hps = np.asarray(gp.hyperparameters)
-    return np.asarray(gp.prior.compute_covariances(x, p, hps)) / hps[0]
+    k0 = prior_variance(hps, getattr(gp, "beamagent_kernel", "matern32"))
+    return np.asarray(gp.prior.compute_covariances(x, p, hps)) / k0

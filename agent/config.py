@@ -20,7 +20,7 @@ Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 #: acquisition names understood by the engine (gpCAM's names plus our mapping acquisitions)
 ACQUISITION_NAMES = (
-    "mapping", "log_std", "variance", "ucb", "lcb", "maximum", "minimum",
+    "mapping", "variation", "log_std", "variance", "ucb", "lcb", "maximum", "minimum",
     "expected improvement", "probability of improvement",
 )
 
@@ -99,9 +99,9 @@ class EngineConfig(_Strict):
     model: Literal["gp", "log_gp"] = Field(
         default="gp", description="'log_gp' models log(value) (gpCAM LogGPOptimizer): for "
         "positive signals with localized peaks; values <= 0 are floored at LOG_FLOOR*max")
-    kernel: Literal["matern32", "matern12", "matern52"] = Field(
-        default="matern32", description="anisotropic Matern kernel; matern32 is gpCAM's "
-        "default, matern12 suits sharp steps (domain walls), matern52 smooth maps")
+    kernel: Literal["matern32", "matern12", "matern52", "multiscale"] = Field(
+        default="matern32", description="matern32 (gpCAM's default), matern12, matern52: "
+        "anisotropic Matern; multiscale: long- plus short-range isotropic Matern 3/2")
     prior_mean: Literal["data_mean", "area_median"] = Field(
         default="data_mean", description="GP prior mean: gpCAM's mean of the data, or the "
         "median over space (points weighted by the area they stand for): where features are "
@@ -111,6 +111,12 @@ class EngineConfig(_Strict):
         "to the nearest measured point, added to the max-normalised score; finds features "
         "that the model has not seen at all (the GP's std is small where it believes the map "
         "is flat)")
+    variation_floor: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = Field(
+        default=0.5, description="'variation' acquisition gap * (local range / data range + "
+        "floor): the floor keeps covering quiet regions")
+    travel_exponent: Annotated[float, Field(ge=0, le=4, allow_inf_nan=False)] = Field(
+        default=1.0, description="acquisition / (overhead_s + move time)^exponent: 1 is "
+        "acquisition per second of beamtime; > 1 prefers nearby points more strongly")
     ucb_beta: PositiveFloat = Field(default=3.0, description="gpCAM's ucb/lcb factor")
     initial_design: InitialDesignConfig = InitialDesignConfig()
     training: TrainingConfig = TrainingConfig()

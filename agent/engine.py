@@ -26,13 +26,15 @@ from agent.training import (
     BackgroundTrainer,
     area_median,
     hyperparameter_bounds,
+    initial_hyperparameters,
     make_gp,
     schedule_next,
 )
 from agent.travel import order_path, travel_time_s
 
 INITIAL_LENGTH_SCALE = 0.15  # normalised; used until the first training
-MAPPING_ACQUISITIONS = ("mapping", "log_std", "variance")  # non-negative, std-like scores
+#: non-negative, std-like scores (travel cost divides them directly; exploration applies)
+MAPPING_ACQUISITIONS = ("mapping", "log_std", "variance", "variation")
 LOG_FLOOR = 1e-3  # log_gp: values are floored at LOG_FLOOR * max(values) (log needs y > 0)
 
 
@@ -152,7 +154,8 @@ class Engine:
     def _rebuild_gp(self) -> None:
         if self._hps is None:
             v = max(float(np.var(self._hp_scale_y())), 1e-12)
-            self._hps = np.array([v] + [INITIAL_LENGTH_SCALE] * self.space.d)
+            self._hps = initial_hyperparameters(self.config.kernel, v, self.space.d,
+                                                INITIAL_LENGTH_SCALE)
         self._gp = make_gp(np.array(self._x), self._gp_y(), self._noise(), self._hps,
                            self.config.model, self._prior_mean(), self.config.kernel)
 
@@ -165,7 +168,7 @@ class Engine:
         if (n >= self._next_train or force) and n >= 2 and not self._trainer.running:
             self._next_train = schedule_next(n, t.schedule, t.first_at, t.every)
             bounds = hyperparameter_bounds(self._hp_scale_y(), self.space.d,
-                                           t.length_scale_bounds)
+                                           t.length_scale_bounds, self.config.kernel)
             self._trainer.start(np.array(self._x), self._gp_y(), self._noise(), self._hps,
                                 bounds, t.n_restarts, t.max_iter, background=t.background,
                                 model=self.config.model, prior_mean=self._prior_mean(),
@@ -252,7 +255,8 @@ class Engine:
         tol = cfg.pending_tolerance
         cand = cand[~near(cand, self._taken(), tol)]
         acq = cfg.acquisition if cfg.acquisition is not None else cfg.acquisition_name
-        scorer = Scorer(acq, self._gp, cand, np.array(self._y), cfg.ucb_beta)
+        scorer = Scorer(acq, self._gp, cand, np.array(self._y), cfg.ucb_beta,
+                        cfg.variation_floor)
         sd = scorer.sd.copy()
         if self._pending:  # pending points count as measured for the std (kriging believer)
             rho = correlation(self._gp, cand, np.array(self._pending))
@@ -261,10 +265,12 @@ class Engine:
         chosen, values = [], []
         here = origin
         explore = cfg.exploration if scorer.name in MAPPING_ACQUISITIONS else 0.0
-        if explore > 0:  # coverage: distance to the nearest measured or pending point
+        gap = None
+        if explore > 0 or scorer.name == "variation":
+            # coverage: distance to the nearest measured or pending point
             gap = _nearest_distance(cand, self._taken())
         for _ in range(min(n, len(cand))):
-            s = scorer.score(sd)
+            s = scorer.score(sd, gap)
             if explore > 0:
                 s = s / (np.max(s) + 1e-300) + explore * gap / (np.max(gap) + 1e-300)
             pick = int(np.argmax(np.where(alive, self._per_time(s, cand, here), -np.inf)))
@@ -273,7 +279,7 @@ class Engine:
             alive &= np.max(np.abs(cand - cand[pick]), axis=1) > tol
             rho = correlation(self._gp, cand, cand[pick:pick + 1])[:, 0]
             sd *= np.sqrt(np.clip(1.0 - rho ** 2, 0.0, 1.0))
-            if explore > 0:
+            if gap is not None:
                 gap = np.minimum(gap, np.linalg.norm(cand - cand[pick], axis=1))
             here = cand[pick]
         self._last_scores = scorer
@@ -290,7 +296,7 @@ class Engine:
         if np.min(s) < 0 or self.config.acquisition_name not in MAPPING_ACQUISITIONS:
             # signed scores: rescale to (0, 1] so that dividing by cost keeps the preference
             s = (s - np.min(s)) / (np.ptp(s) + 1e-300) + 1e-3
-        return s / cost
+        return s / cost ** self.config.travel_exponent
 
     def _proposal(self, pts, vals, phase, t0, reason) -> Proposal:
         self._proposal_id += 1

@@ -33,14 +33,19 @@ def schedule_next(n: int, schedule: str, first_at: int, every: int) -> int:
     return first_at + ((n - first_at) // every + 1) * every
 
 
-def hyperparameter_bounds(y: np.ndarray, d: int, length_scale_bounds: tuple[float, float]
-                          ) -> np.ndarray:
+def hyperparameter_bounds(y: np.ndarray, d: int, length_scale_bounds: tuple[float, float],
+                          kernel: str = "matern32") -> np.ndarray:
     """Bounds for the anisotropic Matern 3/2 kernel in normalised coordinates: (d+1, 2).
 
     Signal variance spans var(y)*[1e-2, 1e2] (data-driven, as gpCAM's default does with
     [1e-2, 10]); length scales are in units of the [0, 1] range.
     """
     v = max(float(np.var(y)), 1e-12)
+    if kernel == "multiscale":  # long range above, short range below the geometric middle
+        lo, hi = length_scale_bounds
+        mid = float(np.sqrt(lo * hi)) if hi > 0.1 else hi / 2
+        mid = min(max(mid, lo), 0.1)
+        return np.array([(v * 1e-3, v * 1e2), (mid, hi), (v * 1e-3, v * 1e2), (lo, mid)])
     b = np.empty((d + 1, 2))
     b[0] = (v * 1e-2, v * 1e2)
     b[1:] = length_scale_bounds
@@ -98,8 +103,43 @@ def matern52(x1: np.ndarray, x2: np.ndarray, hps: np.ndarray) -> np.ndarray:
     return hps[0] * (1.0 + r + r * r / 3.0) * np.exp(-r)
 
 
+def _matern32_iso(x1: np.ndarray, x2: np.ndarray, length: float) -> np.ndarray:
+    r = np.sqrt(3.0) * _scaled_distance(x1, x2, np.r_[1.0, np.full(x1.shape[1], length)])
+    return (1.0 + r) * np.exp(-r)
+
+
+def multiscale(x1: np.ndarray, x2: np.ndarray, hps: np.ndarray) -> np.ndarray:
+    """Sum of a long- and a short-range isotropic Matern 3/2, hps = [variance_long,
+    length_long, variance_short, length_short]: smooth interpolation between sparse points in
+    quiet regions plus sharp features (walls, small peaks) where points are dense. A single
+    stationary length scale must pick one of the two (measured: map reverting to the prior mean
+    between points away from a densely sampled wall)."""
+    return hps[0] * _matern32_iso(x1, x2, hps[1]) + hps[2] * _matern32_iso(x1, x2, hps[3])
+
+
 #: kernels by EngineConfig.kernel; None is gpCAM's default anisotropic Matern 3/2
-KERNELS = {"matern32": None, "matern12": matern12, "matern52": matern52}
+KERNELS = {"matern32": None, "matern12": matern12, "matern52": matern52,
+           "multiscale": multiscale}
+
+
+def initial_hyperparameters(kernel: str, variance: float, d: int, length: float
+                            ) -> np.ndarray:
+    """Starting hyperparameters for ``kernel`` before any training."""
+    if kernel == "multiscale":
+        return np.array([variance / 2, 2 * length, variance / 2, length / 4])
+    return np.array([variance] + [length] * d)
+
+
+def length_scales(hps: np.ndarray, kernel: str) -> np.ndarray:
+    """The length scales among ``hps`` (normalised units)."""
+    hps = np.asarray(hps)
+    return hps[[1, 3]] if kernel == "multiscale" else hps[1:]
+
+
+def prior_variance(hps: np.ndarray, kernel: str) -> float:
+    """k(x, x) of ``kernel`` with ``hps``."""
+    hps = np.asarray(hps)
+    return float(hps[0] + hps[2]) if kernel == "multiscale" else float(hps[0])
 
 
 def make_gp(x: np.ndarray, y: np.ndarray, noise: np.ndarray, hps: np.ndarray,
@@ -116,8 +156,10 @@ def make_gp(x: np.ndarray, y: np.ndarray, noise: np.ndarray, hps: np.ndarray,
         kw.update(prior_mean_function=m, prior_mean_function_grad=m.grad)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return MODELS[model](x, y, init_hyperparameters=np.array(hps, dtype=float),
-                             noise_variances=noise, **kw)
+        gp = MODELS[model](x, y, init_hyperparameters=np.array(hps, dtype=float),
+                           noise_variances=noise, **kw)
+    gp.beamagent_kernel = kernel  # read by agent.acquisition for length scales / variance
+    return gp
 
 
 class BackgroundTrainer:

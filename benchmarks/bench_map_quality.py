@@ -18,7 +18,11 @@ reaches it; target <= 0.5, goal <= 0.33). Functions: sim.samples particles, doma
 phase_boundary (geometry seed = seed) and two synthetic narrow-peak maps on a 0.02 background.
 
     /work/venv/bin/python benchmarks/bench_map_quality.py [--quick] [--seeds 0 1]
-        [--set key=json ...]   # engine config overrides, e.g. --set model='"gp"'
+        [--set key=json ...]   # agent config overrides, e.g. --set model='"log_gp"'
+
+The agent's settings are AGENT_CONFIG (the 'variation' acquisition on a multiscale kernel
+with an area-median prior mean); ``--set acquisition='"mapping"' --set kernel='"matern32"'
+--set prior_mean='"data_mean"'`` gives the engine's defaults.
 """
 
 from __future__ import annotations
@@ -43,8 +47,9 @@ SETUP = {"square_mm": 2 * HALF, "velocity_mm_s": 5.0, "overhead_s": 0.5,
          "exposure_s": 0.5, "i0_cps": 1e6, "det_cps": 2e5, "dark_cps": 5.0}
 CHECKPOINTS = (0.2, 0.25, 0.3, 0.33, 0.4, 0.5, 0.6, 0.75, 1.0)  # fractions of grid beamtime
 RESULTS = Path(__file__).parent / "results" / "map_quality.json"
-#: the engine's mapping defaults under test; --set overrides keys
-AGENT_CONFIG: dict = {}
+#: the agent's mapping settings under test (the engine's defaults otherwise); --set overrides
+AGENT_CONFIG: dict = {"acquisition": "variation", "kernel": "multiscale",
+                      "prior_mean": "area_median", "variation_floor": 0.5}
 
 
 def synthetic(seed: int, n_peaks: int, width: tuple[float, float], background: float = 0.02):

@@ -68,9 +68,12 @@ def test_area_median_discounts_crowded_points():
     assert area_median(x, z) == 0.0
 
 
-@pytest.mark.parametrize("model", ["gp", "log_gp"])
-def test_models_map_a_peak(model):
-    e = run(Engine(cfg(model=model, prior_mean="area_median", exploration=1.0)), 40)
+@pytest.mark.parametrize("model,kernel,acquisition", [
+    ("gp", "matern32", "mapping"), ("log_gp", "matern32", "log_std"),
+    ("gp", "multiscale", "variation"), ("log_gp", "multiscale", "variation")])
+def test_models_map_a_peak(model, kernel, acquisition):
+    e = run(Engine(cfg(model=model, kernel=kernel, acquisition=acquisition,
+                       prior_mean="area_median", exploration=1.0)), 40)
     mu, var = e.posterior(np.array([[1.0, 4.0], [-4.0, 9.0]]))
     assert np.all(np.isfinite(mu)) and np.all(var >= 0)
     assert mu[0] > 0.5 and abs(mu[1] - 0.02) < 0.05  # peak found, background kept
@@ -94,3 +97,18 @@ def test_new_keys_validated():
         cfg(model="deep")
     with pytest.raises(ConfigError, match="exploration"):
         cfg(exploration=-1)
+
+
+def test_variation_puts_points_on_a_step():
+    """A wall at x = 0: the variation acquisition samples next to it, not uniformly."""
+    e = Engine(cfg(acquisition="variation", kernel="multiscale", stop={"max_points": 70},
+                   initial_design={"method": "raster", "n_points": 16}))
+    pos = None
+    for seq in range(70):
+        p = e.ask(1, current_position=pos).points[0]
+        e.tell(Measurement(run_uid="w", seq=seq, positions=p,
+                           values={"det": 1.0 if p["x"] > 0.3 else 0.1}))
+        pos = p
+    x = np.array([m.positions["x"] for m in e.measurements[16:]])
+    assert np.mean(np.abs(x - 0.3) < 1.5) > 0.5  # > half of GP-phase points within 15 %
+    e.close()
