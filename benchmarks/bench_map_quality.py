@@ -167,21 +167,23 @@ def grid_reference(f, n: int, truth, rng) -> dict:
     return r
 
 
-def run_agent(f, truth, T: float, rng) -> tuple[list[dict], list[float]]:
-    """The agent asks one point at a time from where the motors are, until beamtime T."""
+def run_agent(f, truth, T: float, rng, batch: int = 1) -> tuple[list[dict], list[float]]:
+    """The agent asks ``batch`` points at a time (travel-ordered) from where the motors are,
+    and they are measured in that order, until beamtime T."""
     eng = Engine(config(100_000))
     v, oh = SETUP["velocity_mm_s"], SETUP["overhead_s"]
     pos, t, seq, curve, ask_ms = None, 0.0, 0, [], []
     for frac in CHECKPOINTS:
         while t < frac * T:
             t0 = time.perf_counter()
-            p = eng.ask(1, current_position=pos).points[0]
+            points = eng.ask(batch, current_position=pos).points
             ask_ms.append(1e3 * (time.perf_counter() - t0))
-            xy = np.array([p["x"], p["y"]])
-            t += oh + (0.0 if pos is None else
-                       max(abs(xy[0] - pos["x"]), abs(xy[1] - pos["y"])) / v)
-            eng.tell(measure(f, xy[None, :], rng, seq)[0])
-            seq, pos = seq + 1, p
+            for p in points:
+                xy = np.array([p["x"], p["y"]])
+                t += oh + (0.0 if pos is None else
+                           max(abs(xy[0] - pos["x"]), abs(xy[1] - pos["y"])) / v)
+                eng.tell(measure(f, xy[None, :], rng, seq)[0])
+                seq, pos = seq + 1, p
         eng.wait_for_training()
         curve.append({"fraction": frac, "beamtime_s": t, "n_points": seq,
                       "rmse": gp_rmse(eng.measurements, truth)})
@@ -189,7 +191,7 @@ def run_agent(f, truth, T: float, rng) -> tuple[list[dict], list[float]]:
     return curve, ask_ms
 
 
-def one(name: str, f, seed: int, grid_n: int, g) -> dict:
+def one(name: str, f, seed: int, grid_n: int, g, batch: int = 1) -> dict:
     rng = np.random.default_rng(seed)
     gx, gy = np.meshgrid(g, g)
     truth = (gx, gy, f(gx, gy))
@@ -198,7 +200,7 @@ def one(name: str, f, seed: int, grid_n: int, g) -> dict:
     path = random_path(int(T / (SETUP["overhead_s"] + 0.25)), rng)
     path = path[beamtime(path) <= T]
     rand = {"n_points": len(path), "rmse": gp_rmse(measure(f, path, rng), truth)}
-    curve, ask_ms = run_agent(f, truth, T, rng)
+    curve, ask_ms = run_agent(f, truth, T, rng, batch)
     reach = next((c["fraction"] for c in curve if c["rmse"] <= ref["rmse"]), None)
     return {"function": name, "seed": seed, "grid": ref, "random_at_T": rand, "agent": curve,
             "rmse_ratio_at_equal_beamtime": curve[-1]["rmse"] / ref["rmse"],
@@ -218,6 +220,7 @@ def main() -> int:
     ap.add_argument("--functions", nargs="+", help="subset of function names")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                     help="engine config override for the agent")
+    ap.add_argument("--batch", type=int, default=1, help="points per ask (batch-then-route)")
     ap.add_argument("--output", type=Path, default=RESULTS)
     args = ap.parse_args()
     for item in args.set:
@@ -230,7 +233,7 @@ def main() -> int:
         for name, f in functions(seed, args.quick).items():
             if args.functions and name not in args.functions:
                 continue
-            r = one(name, f, seed, args.grid_n, g)
+            r = one(name, f, seed, args.grid_n, g, args.batch)
             results.append(r)
             ref, c = r["grid"], r["agent"]
             reach = r["fraction_of_grid_beamtime_to_reach_grid_rmse"]
@@ -253,6 +256,7 @@ def main() -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({
         "setup": {**SETUP, "grid_n": args.grid_n, "checkpoints": CHECKPOINTS,
+                  "batch": args.batch,
                   "agent_config_overrides": AGENT_CONFIG,
                   "agent_config": config(1).to_jsonable()},
         "summary": summary, "results": results}, indent=1))
