@@ -10,8 +10,9 @@ Also: the project passes ruff, and no module imports pickle.
 from __future__ import annotations
 
 import ast
-import shutil
+import importlib.util
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,8 @@ def test_no_pickle_anywhere():
     assert not users, f"pickle must never be on the wire: {users}"
 
 
-@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff not installed")
+@pytest.mark.skipif(importlib.util.find_spec("ruff") is None, reason="ruff not installed")
 def test_ruff_is_clean():
-    result = subprocess.run(["ruff", "check", str(ROOT)], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", str(ROOT)],
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:]
