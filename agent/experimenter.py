@@ -39,7 +39,8 @@ class AutonomousExperimenter:
                              "velocity": (velocity or {}).get(n)}
                             for n, (lo, hi) in bounds.items()],
             "value": value, "acquisition": acquisition,
-            "mode": "mapping" if acquisition in ("mapping", "variance") else "optimisation",
+            "mode": "mapping" if acquisition in ("mapping", "variation", "variance")
+            else "optimisation",
             **engine_options}
         self.engine: Engine | None = None
         self._seq = 0
