@@ -6,6 +6,7 @@ runs during most cycles; each cycle records whether a training job was running, 
 latency with and without training is reported separately ("did training delay a proposal").
 
     /work/venv/bin/python benchmarks/bench_decision_latency.py [--with-2000] [--cycles 40]
+        [--agent-config configs/agent.yaml]   # the shipped model and acquisition settings
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
+import yaml  # noqa: E402
 
 from agent.config import make_engine_config  # noqa: E402
 from agent.engine import Engine  # noqa: E402
@@ -40,13 +42,25 @@ def measurement(x: np.ndarray, seq: int, rng) -> Measurement:
                        values={"v": v}, variances={"v": 1e-4})
 
 
-def one(n: int, d: int, cycles: int, acquisition: str) -> dict:
+#: engine settings that describe the problem or the schedule, not the model: kept from here
+PROBLEM_KEYS = ("coordinates", "value", "stop", "overhead_s", "training", "mode")
+
+
+def model_settings(agent_yaml: Path | None, acquisition: str) -> dict:
+    """Model/acquisition settings from an agent config's ``engine:`` section, or defaults."""
+    if agent_yaml is None:
+        return {"acquisition": acquisition}
+    engine = yaml.safe_load(agent_yaml.read_text())["engine"]
+    return {k: v for k, v in engine.items() if k not in PROBLEM_KEYS}
+
+
+def one(n: int, d: int, cycles: int, settings: dict) -> dict:
     rng = np.random.default_rng(n + d)
     config = make_engine_config({
         "coordinates": [{"name": f"c{i}", "low": 0, "high": 1, "velocity": 1.0}
                         for i in range(d)],
-        "value": "v", "acquisition": acquisition, "stop": {"max_points": 100_000},
-        "overhead_s": 0.5, "training": {"schedule": "every", "first_at": 10, "every": 10}})
+        "value": "v", "stop": {"max_points": 100_000}, "overhead_s": 0.5,
+        "training": {"schedule": "every", "first_at": 10, "every": 10}, **settings})
     x0 = rng.random((n, d))
     eng = Engine.from_measurements(config, [measurement(x, i, rng) for i, x in enumerate(x0)])
     eng.wait_for_training(600)  # start from trained hyperparameters
@@ -81,17 +95,21 @@ def main() -> int:
     ap.add_argument("--with-2000", action="store_true", help="also N=2000 (slow to set up)")
     ap.add_argument("--cycles", type=int, default=40)
     ap.add_argument("--acquisition", default="mapping")
+    ap.add_argument("--agent-config", type=Path, default=None,
+                    help="take the model and acquisition settings from this agent YAML")
     ap.add_argument("--dims", type=int, nargs="+", default=[2, 4])
     ap.add_argument("--ns", type=int, nargs="+", default=None, help="override the N list")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     ns = args.ns or [50, 200, 500, 1000] + ([2000] if args.with_2000 else [])
+    settings = model_settings(args.agent_config, args.acquisition)
+    print(f"settings: {settings}")
     rows = []
     print(f"{'d':>2} {'N':>5} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7} {'p95 busy':>8} "
           f"{'p95 idle':>8} {'busy':>5} {'RSS MB':>7}")
     for d in args.dims:
         for n in ns:
-            r = one(n, d, args.cycles, args.acquisition)
+            r = one(n, d, args.cycles, settings)
             rows.append(r)
 
             def fmt(v):
@@ -100,7 +118,7 @@ def main() -> int:
                   f"{fmt(r['p95_ms_training_running']):>8} {fmt(r['p95_ms_training_idle']):>8} "
                   f"{r['cycles_with_training_running']:>5} {r['peak_rss_mb']:7.0f}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"acquisition": args.acquisition, "rows": rows}, indent=1))
+    args.out.write_text(json.dumps({"settings": settings, "rows": rows}, indent=1))
     print(f"wrote {args.out}")
     return 0
 
