@@ -108,7 +108,7 @@ def main() -> int:
             from bluesky import RunEngine
             from ophyd_async.plan_stubs import ensure_connected
 
-            from devices import load_beamline_config, make_beamline
+            from devices import disconnect_channel_access, load_beamline_config, make_beamline
 
             RE = RunEngine(call_returns_result=True)
             bl = make_beamline(load_beamline_config(beamline_yaml))
@@ -119,6 +119,7 @@ def main() -> int:
                 print(f"exposure {exposure:4.2f} s, {r['points']} points: efficiency gp_scan "
                       f"{r['gp_scan_efficiency']:.1%}, list_scan {r['list_scan_efficiency']:.1%}"
                       f", ratio {r['ratio']:.1%}", flush=True)
+            disconnect_channel_access()
     args.output.mkdir(parents=True, exist_ok=True)
     out = args.output / "loop_efficiency.json"
     out.write_text(json.dumps({"velocity_mm_s": VELOCITY, "results": results}, indent=2))

@@ -75,6 +75,7 @@ __all__ = [
     "MoveError",
     "PutError",
     "ShutterError",
+    "disconnect_channel_access",
     "load_beamline_config",
     "make_beamline",
     "make_ophyd_beamline",
@@ -83,10 +84,10 @@ __all__ = [
 
 def __getattr__(name: str):
     # Lazy: importing ``devices`` must not import ophyd-async or ophyd (or pick a CA layer).
-    if name == "make_beamline":
-        from devices.factory import make_beamline
+    if name in ("make_beamline", "disconnect_channel_access"):
+        from devices import factory
 
-        return make_beamline
+        return getattr(factory, name)
     if name == "make_ophyd_beamline":
         from devices.classic import make_ophyd_beamline
 

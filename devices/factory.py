@@ -100,3 +100,14 @@ def make_beamline(config: BeamlineConfig, name: str = "beamline") -> Beamline:
     """The ophyd-async beamline for ``config`` (not connected; connect after creating
     the RunEngine: ``RE(ensure_connected(bl))`` or ``await bl.connect()`` in its loop)."""
     return Beamline(config, name=name)
+
+
+def disconnect_channel_access() -> None:
+    """Close every Channel Access channel the ophyd-async devices of this process opened.
+
+    Call before the IOCs go away on purpose (end of a demo or test) so libca does not print
+    "Virtual circuit disconnect" for each circuit. Devices must be connected again after.
+    """
+    import aioca  # ophyd-async's CA client library
+
+    aioca.purge_channel_caches()

@@ -21,7 +21,7 @@ from agent.client import AgentClient
 from agent.config import load_engine_config
 from agent.engine import Engine
 from agent.reducers import ScalarReducer
-from devices import load_beamline_config, make_beamline
+from devices import disconnect_channel_access, load_beamline_config, make_beamline
 from plans.figure import write_figure
 from plans.gp_scan import gp_scan
 from plans.progress import ProgressPrinter
@@ -84,6 +84,7 @@ class DemoSession:
         n = self.raster_size(agent_run)
         print(f"  agent done in {agent_run.beamtime_s:.1f} s; raster {n}x{n} of equal beamtime")
         raster = self.run_raster(bl, n)
+        disconnect_channel_access()  # before the simulator stops: no libca disconnect noise
         return self.report(agent_run, received, raster, n)
 
     def _record(self, plan, progress: ProgressPrinter, *extra) -> RunRecord:
