@@ -18,6 +18,7 @@ from bluesky import preprocessors as bpp
 from bluesky.protocols import Movable, Readable
 from bluesky.utils import MsgGenerator
 
+from agent.errors import AgentTimeoutError
 from agent.messages import Proposal
 from plans import tasks
 from plans.errors import MoveVerificationError, PlanArgumentError
@@ -46,11 +47,12 @@ def parse_motor_bounds(args: Sequence) -> tuple[list[Movable], list[Bounds]]:
 
 
 def check_agent(agent_config: dict, motors: Sequence, bounds: Sequence[Bounds],
-                max_points: int | None) -> list[str]:
+                max_points: int | None, units: Sequence[str] | None = None) -> list[str]:
     """Refuse a run the agent cannot serve. Returns the agent's coordinate names, in motor order.
 
     The agent's coordinates pair with the motors in order; their bounds must match the plan's
-    (the agent proposes inside its own bounds).
+    (the agent proposes inside its own bounds), and so must their units where both the
+    coordinate and the motor (EGU) name one.
     """
     coordinates = agent_config["coordinates"]
     if len(coordinates) != len(motors):
@@ -63,6 +65,12 @@ def check_agent(agent_config: dict, motors: Sequence, bounds: Sequence[Bounds],
             raise PlanArgumentError(
                 f"bounds of {motor.name} [{lo}, {hi}] differ from the agent's coordinate "
                 f"{c['name']!r} bounds [{c['low']}, {c['high']}] {c.get('units', '')}"
+            )
+    for motor, egu, c in zip(motors, units or [""] * len(motors), coordinates, strict=True):
+        if egu and c.get("units") and egu != c["units"]:
+            raise PlanArgumentError(
+                f"{motor.name} moves in {egu!r} but the agent's coordinate {c['name']!r} is "
+                f"in {c['units']!r}"
             )
     stop = agent_config.get("stop") or {}
     agent_stops = [stop.get(k) for k in ("max_points", "max_time_s", "target_uncertainty")]
@@ -79,7 +87,10 @@ def move_verified(motors: Sequence, targets: Sequence[float],
     """
     yield from bps.mv(*[x for pair in zip(motors, targets, strict=True) for x in pair])
     for motor, target, tol in zip(motors, targets, tolerances, strict=True):
-        readback = float((yield from bps.rd(motor)))
+        readback = yield from bps.rd(motor)
+        if readback is None:  # the read was cut by a hard pause; resumed runs answer None
+            readback = yield from bps.rd(motor)
+        readback = float(readback)
         if abs(readback - target) > tol:
             raise MoveVerificationError(
                 f"{motor.name} reported done at {readback} but the target was {target} "
@@ -123,6 +134,18 @@ def start_metadata(detectors, motors, args, agent_config: dict, max_points: int 
     }
 
 
+def wait_for_proposal(call: tasks.BackgroundCall, agent, timeout_s: float
+                      ) -> MsgGenerator[Proposal]:
+    """The proposal ``call`` asked for. Raises AgentTimeoutError after ``timeout_s`` s."""
+    try:
+        return (yield from tasks.result(call, timeout_s))
+    except tasks.CallTimeoutError:
+        where = getattr(agent, "address", type(agent).__name__)
+        raise AgentTimeoutError(
+            f"no proposal from the agent at {where} within ask_timeout_s={timeout_s} s"
+        ) from None
+
+
 def measure_points(detectors, motors, tolerances, coordinates: Sequence[str], agent,
                    recorder: ProposalRecorder, max_points: int | None,
                    ask_timeout_s: float) -> MsgGenerator[None]:
@@ -136,23 +159,27 @@ def measure_points(detectors, motors, tolerances, coordinates: Sequence[str], ag
     measured = 0
     call = tasks.BackgroundCall(lambda: agent.ask(1))
     yield from bps.checkpoint()
-    while max_points is None or measured < max_points:
-        asked = time.monotonic()
-        proposal: Proposal = yield from tasks.result(call, ask_timeout_s)
-        if proposal.phase == "done":
-            break
-        recorder.record(proposal, wait_s=time.monotonic() - asked)
-        yield from bps.trigger_and_read([recorder], name=STREAM)
-        yield from bps.checkpoint()
-        measured += 1
-        targets = [proposal.points[0][c] for c in coordinates]
-        if max_points is None or measured < max_points:
-            here = dict(zip(coordinates, targets, strict=True))
-            call = tasks.BackgroundCall(lambda here=here: agent.ask(1, current_position=here))
-            yield from tasks.start(call)
-        yield from move_verified(motors, targets, tolerances)
-        yield from bps.trigger_and_read([*detectors, *motors])
-        yield from bps.checkpoint()
+    try:
+        while max_points is None or measured < max_points:
+            asked = time.monotonic()
+            proposal: Proposal = yield from wait_for_proposal(call, agent, ask_timeout_s)
+            if proposal.phase == "done":
+                break
+            recorder.record(proposal, wait_s=time.monotonic() - asked)
+            yield from bps.trigger_and_read([recorder], name=STREAM)
+            yield from bps.checkpoint()
+            measured += 1
+            targets = [proposal.points[0][c] for c in coordinates]
+            if max_points is None or measured < max_points:
+                here = dict(zip(coordinates, targets, strict=True))
+                call = tasks.BackgroundCall(
+                    lambda here=here: agent.ask(1, current_position=here))
+                yield from tasks.start(call)
+            yield from move_verified(motors, targets, tolerances)
+            yield from bps.trigger_and_read([*detectors, *motors])
+            yield from bps.checkpoint()
+    finally:
+        call.cancel()  # an ask still in flight when the run ends early (abort, error)
 
 
 def gp_scan(
@@ -178,14 +205,15 @@ def gp_scan(
         ``agent.reducers.ScalarReducer(positions={"x": "sample_x", ...}, address=...)``. It is
         subscribed for this run only. None if reduction runs elsewhere (another process).
     max_points: point budget of this run; None leaves the stop to the agent's own condition.
-    tolerance: |readback - target| accepted after a move, egu; default each motor's RDBD.
+    tolerance: |readback - target| accepted after a move, egu, for every motor; default each
+        motor's RDBD (1e-3 egu where a motor has none).
     ask_timeout_s: how long to wait for a proposal before failing.
     md: metadata merged into the start document.
 
     Raises
     ------
     PlanArgumentError: before the first move, for bounds outside a motor's limits, an unknown
-        detector field, bounds unlike the agent's, or no stop condition.
+        detector field, bounds or units unlike the agent's, or no stop condition.
     MoveVerificationError: a readback not within tolerance after a move.
     agent.errors.AgentTimeoutError: the agent did not answer within ``ask_timeout_s``.
     """
@@ -194,13 +222,14 @@ def gp_scan(
         raise PlanArgumentError(f"max_points={max_points}: must be >= 1")
     units = yield from check_bounds(motors, bounds)
     agent_config = yield from tasks.run_coroutine(agent.config)
-    coordinates = check_agent(agent_config, motors, bounds, max_points)
+    coordinates = check_agent(agent_config, motors, bounds, max_points, units)
     if reducer is not None:
         check_reducer(reducer, coordinates, motors)
         yield from check_fields(detectors, reducer_fields(reducer))
     tolerances = []
     for motor in motors:
-        tolerances.append((yield from motor_tolerance(motor, tolerance or DEFAULT_TOLERANCE)))
+        tolerances.append(tolerance if tolerance is not None else
+                          (yield from motor_tolerance(motor, DEFAULT_TOLERANCE)))
     _md = start_metadata(detectors, motors, args, agent_config, max_points, tolerance, md)
     steps = measure_points(detectors, motors, tolerances, coordinates, agent,
                            ProposalRecorder(coordinates, units), max_points, ask_timeout_s)

@@ -69,8 +69,12 @@ def check_fields(detectors: Sequence[Readable], fields: Sequence[str]) -> MsgGen
 
 
 def motor_tolerance(motor, default: float) -> MsgGenerator[float]:
-    """The motor's retry deadband (.RDBD) if it exposes one, else ``default`` (egu)."""
-    deadband = getattr(motor, "deadband", None)
+    """The motor's retry deadband (.RDBD) if it exposes one, else ``default`` (egu).
+
+    ophyd-async ``Motor`` names the field ``deadband``; classic ``EpicsMotor``
+    ``retry_deadband``.
+    """
+    deadband = getattr(motor, "deadband", None) or getattr(motor, "retry_deadband", None)
     if deadband is None:
         return default
     value = float((yield from bps.rd(deadband)))

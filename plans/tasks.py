@@ -3,7 +3,9 @@
 bluesky replays the messages since the last checkpoint when a paused run resumes. A
 ``wait_for`` factory must therefore "work multiple times" (bluesky ``RunEngine._wait_for``):
 ``BackgroundCall`` starts its coroutine once and hands back the same task on every replay,
-so a resumed run never asks the agent twice for the same point.
+so a resumed run never asks the agent twice for the same point. A ``wait_for`` cut by a hard
+pause or a suspender answers the plan with None on resume, so results are taken from the
+call itself, never from the RunEngine's reply.
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bluesky import plan_stubs as bps
+from bluesky.run_engine import WaitForTimeoutError
 from bluesky.utils import MsgGenerator
+
+
+class CallTimeoutError(TimeoutError):
+    """A background call did not finish within its timeout; it has been cancelled."""
 
 
 class BackgroundCall:
@@ -28,6 +35,11 @@ class BackgroundCall:
             self._task = asyncio.ensure_future(self._make_coroutine())
         return self._task
 
+    def cancel(self) -> None:
+        """Cancel the call if it is still running (in the RunEngine's loop thread)."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
 
 def start(call: BackgroundCall) -> MsgGenerator[None]:
     """Start ``call`` in the RunEngine's loop and return at once."""
@@ -39,9 +51,16 @@ def start(call: BackgroundCall) -> MsgGenerator[None]:
 
 
 def result(call: BackgroundCall, timeout_s: float | None = None) -> MsgGenerator[Any]:
-    """Wait for ``call`` (starting it if needed) and return its result or raise its error."""
-    (task,) = yield from bps.wait_for([call], timeout=timeout_s)
-    return task.result()
+    """Wait for ``call`` (starting it if needed) and return its result or raise its error.
+
+    Raises CallTimeoutError after ``timeout_s`` s, with the call cancelled.
+    """
+    try:
+        yield from bps.wait_for([call], timeout=timeout_s)
+    except WaitForTimeoutError:
+        call.cancel()
+        raise CallTimeoutError(f"not done within {timeout_s} s") from None
+    return call().result()
 
 
 def run_coroutine(make_coroutine: Callable[[], Awaitable[Any]]) -> MsgGenerator[Any]:

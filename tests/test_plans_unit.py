@@ -37,3 +37,10 @@ def test_no_stop_condition_is_refused():
 def test_motor_count_must_match_agent_coordinates():
     with pytest.raises(PlanArgumentError, match="1 coordinates"):
         check_agent(AGENT, [_Motor("m"), _Motor("n")], [(-1, 1), (-1, 1)], max_points=5)
+
+
+def test_units_must_match_agent_coordinates():
+    with pytest.raises(PlanArgumentError, match="moves in 'um'.*in 'mm'"):
+        check_agent(AGENT, [_Motor("m")], [(-1.0, 1.0)], max_points=5, units=["um"])
+    assert check_agent(AGENT, [_Motor("m")], [(-1.0, 1.0)], max_points=5, units=["mm"]) == ["x"]
+    assert check_agent(AGENT, [_Motor("m")], [(-1.0, 1.0)], max_points=5, units=[""]) == ["x"]
