@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import signal
 import sys
 import time
 import traceback
@@ -19,6 +21,7 @@ from pathlib import Path
 import yaml
 from bluesky.utils import RunEngineInterrupted
 
+from devices import disconnect_channel_access
 from plans.processes import agent_service, ca_client_environment, free_port_pair, simulated_beamline
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,17 +61,27 @@ def write_configs(args: argparse.Namespace, out: Path) -> tuple[Path, Path]:
 
 def prepare_output(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    for stale in [*out.glob("documents/*.jsonl"), *out.glob("agent/*")]:
-        stale.unlink()  # a fresh agent: its service would otherwise recover the last run
+    for stale in [*out.glob("documents/*.jsonl"), *out.glob("agent/*"),
+                  *out.glob("summary.json"), *out.glob("demo-error.log")]:
+        stale.unlink()  # an earlier run's; its agent log would be recovered otherwise
     (out / "documents").mkdir(exist_ok=True)
 
 
+def _stop_like_ctrl_c(signum, frame) -> None:
+    signal.raise_signal(signal.SIGINT)  # the RunEngine pauses; run() aborts and cleans up
+
+
 def run(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _stop_like_ctrl_c)  # `kill` stops the demo as Ctrl-C does
     if args.points < 10:
         print(f"--points {args.points}: need at least 10 for a map", file=sys.stderr)
         return 2
     out = args.output.resolve()
     prepare_output(out)
+    # Library logs (bluesky's "Run aborted" traceback on Ctrl-C, caproto) go to a file;
+    # the terminal shows progress, the summary and one line per error.
+    logging.basicConfig(filename=out / "demo.log", filemode="w", level=logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
     beamline_yaml, agent_yaml = write_configs(args, out)
     port = free_port_pair()
     print(f"beamagent demo: sample {args.sample!r}, {args.points} points, output {out}")
@@ -92,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
                   f"{out / 'demo-error.log'}; logs: {out / 'sim.log'}, {out / 'agent.log'}",
                   file=sys.stderr)
             return 1
+        finally:
+            disconnect_channel_access()  # before the simulator stops: no libca noise
     summary["total wall time"] = f"{time.monotonic() - t0:.1f} s"
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print("\n".join(f"  {k}: {v}" for k, v in summary.items()))

@@ -21,13 +21,13 @@ from agent.client import AgentClient
 from agent.config import load_engine_config
 from agent.engine import Engine
 from agent.reducers import ScalarReducer
-from devices import disconnect_channel_access, load_beamline_config, make_beamline
+from devices import load_beamline_config, make_beamline
 from plans.figure import write_figure
 from plans.gp_scan import gp_scan
 from plans.progress import ProgressPrinter
 from plans.scoring import Truth, motion_time_s, raster_map, rmse
+from sim.beamline import hidden_sample
 from sim.config import load_config
-from sim.samples import make_sample
 
 POSITIONS = {"x": "sample_x", "y": "sample_y"}
 BOUNDS = (-10.0, 10.0)
@@ -84,7 +84,6 @@ class DemoSession:
         n = self.raster_size(agent_run)
         print(f"  agent done in {agent_run.beamtime_s:.1f} s; raster {n}x{n} of equal beamtime")
         raster = self.run_raster(bl, n)
-        disconnect_channel_access()  # before the simulator stops: no libca disconnect noise
         return self.report(agent_run, received, raster, n)
 
     def _record(self, plan, progress: ProgressPrinter, *extra) -> RunRecord:
@@ -136,10 +135,11 @@ class DemoSession:
         return self._record(plan, ProgressPrinter("raster", n * n))
 
     def truth(self, n: int = 101) -> Truth:
-        sim = load_config(self.beamline_yaml).simulation
+        config = load_config(self.beamline_yaml)
+        sim = config.simulation
         xs = ys = np.linspace(*BOUNDS, n)
         gx, gy = np.meshgrid(xs, ys)
-        signal = make_sample(sim.sample, sim.seed).signal(gx, gy, None)
+        signal = hidden_sample(config).signal(gx, gy, None)
         flux = sim.flux  # expected det/i0, dark counts included (sim.physics)
         expected = (flux.det_cps * signal + flux.dark_cps) / (flux.i0_cps + flux.dark_cps)
         return Truth(xs, ys, expected)

@@ -1,21 +1,24 @@
 """Start the simulated beamline and the agent service as subprocesses, and always stop them.
 
 Each child gets its own process group, so a stop takes its children with it; a context
-manager guarantees the stop, on errors and Ctrl-C too.
+manager guarantees the stop, on errors and Ctrl-C too, and on Linux a child also dies with
+its parent (a killed demo or test run leaves nothing behind).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
-import selectors
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def free_port_pair() -> int:
@@ -61,49 +64,64 @@ def stop_process_group(process: subprocess.Popen, timeout_s: float = 5.0) -> Non
         process.wait(timeout_s)
 
 
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A preexec_fn that makes the child get SIGTERM when its parent dies, even by SIGKILL
+    (Linux ``prctl(PR_SET_PDEATHSIG)``); None elsewhere. Resolved here, not in the child."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def child(args: list[str], log_path: Path, env: dict[str, str] | None = None
           ) -> Iterator[subprocess.Popen]:
-    """Run ``python args...`` in its own process group; stderr goes to ``log_path``."""
+    """Run ``python args...`` in its own process group, stdout and stderr to ``log_path``.
+
+    The child is stopped on exit from the context, and dies with this process on Linux.
+    """
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [sys.executable, *args], stdout=subprocess.PIPE, stderr=log, text=True,
+            [sys.executable, *args], stdout=log, stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})}, start_new_session=True,
+            preexec_fn=_parent_death_signal(),
         )
     try:
         yield process
     finally:
         stop_process_group(process)
-        if process.stdout:
-            process.stdout.close()
 
 
-def read_line(process: subprocess.Popen, prefix: str, timeout_s: float, what: str) -> str:
-    """The first stdout line starting with ``prefix``. Raises RuntimeError on exit or timeout."""
-    deadline = time.monotonic() + timeout_s
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        while (left := deadline - time.monotonic()) > 0:
-            if selector.select(left):
-                line = process.stdout.readline()
-                if not line:
-                    break
-                if line.startswith(prefix):
-                    return line.strip()
-    raise RuntimeError(f"{what} did not print {prefix!r} within {timeout_s} s "
-                       f"(exit code {process.poll()})")
+def read_line(process: subprocess.Popen, log_path: Path, prefix: str, timeout_s: float,
+              what: str) -> str:
+    """The first line of ``log_path`` starting with ``prefix``, as the child writes it.
 
-
-def wait_for_tcp(port: int, timeout_s: float, what: str) -> None:
-    """Poll until 127.0.0.1:port accepts TCP. Raises RuntimeError naming ``what`` on timeout."""
+    Raises RuntimeError if the child exits first or on timeout, naming ``what``.
+    """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        for line in log_path.read_text(errors="replace").splitlines():
+            if line.startswith(prefix):
+                return line.strip()
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not print {prefix!r} within {timeout_s} s "
+                       f"(exit code {process.poll()}; log {log_path})")
+
+
+def wait_for_tcp(process: subprocess.Popen, port: int, timeout_s: float, what: str) -> None:
+    """Poll until 127.0.0.1:port accepts TCP. Raises RuntimeError naming ``what`` if the
+    process exits first or on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and process.poll() is None:
         with socket.socket() as s, contextlib.suppress(OSError):
             s.settimeout(0.2)
             s.connect(("127.0.0.1", port))
             return
         time.sleep(0.05)
-    raise RuntimeError(f"{what} not accepting connections on 127.0.0.1:{port} after {timeout_s} s")
+    raise RuntimeError(f"{what} not accepting connections on 127.0.0.1:{port} after "
+                       f"{timeout_s} s (exit code {process.poll()})")
 
 
 @contextlib.contextmanager
@@ -111,7 +129,7 @@ def simulated_beamline(config_path: Path, port: int, log_dir: Path) -> Iterator[
     """``python -m sim`` on 127.0.0.1:port, connectable on return."""
     with child(["-m", "sim", "--config", str(config_path), "--port", str(port)],
                log_dir / "sim.log") as process:
-        wait_for_tcp(port, 30.0, "simulated beamline")
+        wait_for_tcp(process, port, 30.0, "simulated beamline")
         yield process
 
 
@@ -122,5 +140,5 @@ def agent_service(config_path: Path, checkpoint_dir: Path, log_dir: Path
     args = ["-m", "agent", "--config", str(config_path), "--checkpoint-dir", str(checkpoint_dir),
             "--request-port", "0", "--measurement-port", "0", "--status-port", "0"]
     with child(args, log_dir / "agent.log") as process:
-        ready = read_line(process, "READY", 60.0, "agent service")
+        ready = read_line(process, log_dir / "agent.log", "READY", 60.0, "agent service")
         yield dict(item.split("=", 1) for item in ready.split()[1:])

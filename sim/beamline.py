@@ -14,9 +14,17 @@ from sim.config import FullConfig
 from sim.motor_record import MotorRecord
 from sim.physics import CountModel, Exposure
 from sim.ring import RingCurrent, RingGroup
-from sim.samples import make_sample
+from sim.samples import Sample, make_sample
 from sim.scaler_record import ScalerRecord
 from sim.shutter import ShutterGroup
+
+
+def hidden_sample(config: FullConfig) -> Sample:
+    """The sample the beam sees, spread over the stage motors' soft-limit ranges (mm)."""
+    bl, sim = config.beamline, config.simulation
+    x_cfg, y_cfg = bl.motor(sim.beam.x_motor), bl.motor(sim.beam.y_motor)
+    extent = (x_cfg.low_limit, x_cfg.high_limit, y_cfg.low_limit, y_cfg.high_limit)
+    return make_sample(sim.sample, sim.seed, extent)
 
 
 class SimBeamline:
@@ -25,9 +33,7 @@ class SimBeamline:
     def __init__(self, config: FullConfig):
         bl, sim = config.beamline, config.simulation
         self.config = config
-        x_cfg, y_cfg = bl.motor(sim.beam.x_motor), bl.motor(sim.beam.y_motor)
-        extent = (x_cfg.low_limit, x_cfg.high_limit, y_cfg.low_limit, y_cfg.high_limit)
-        self.sample = make_sample(sim.sample, sim.seed, extent)
+        self.sample = hidden_sample(config)
         self.model = CountModel(sim.flux, self.sample, sim.seed)
         self.motors = {
             m.name: MotorRecord(bl.pv(m.pv), m, sim.motor(m.name), sim.tick_s,
