@@ -9,6 +9,11 @@ Two fixes over a plain ``caproto.asyncio.server.run``:
   circuits keep Nagle on and replies to concurrent requests stall ~40 ms.
   :class:`NodelayContext` overrides ``tcp_handler``, the one hook that sees every new
   circuit, and sets TCP_NODELAY on it before caproto starts reading.
+- Monitor lag: while updates stream (RBV at every motion tick), caproto batches them and
+  doubles the allowed latency up to 1 s (``CAPROTO_SERVER_MAX_LATENCY_SEC``); DMOV and ring
+  current monitors then arrived up to 0.3 s late here. An IOC's monitors should not lag
+  moves and suspenders like that, so the cap is MONITOR_MAX_LATENCY_S unless the variable
+  is set.
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ import os
 import signal
 import socket
 
+import caproto.server.common as caproto_server_common
 from caproto.asyncio.server import Context
 
 from sim.beamline import SimBeamline
 from sim.errors import PortInUseError
+
+MONITOR_MAX_LATENCY_S = 0.02  # the longest a batched monitor update may wait, s
 
 
 def server_environment(port: int, interface: str = "127.0.0.1") -> dict[str, str]:
@@ -84,6 +92,8 @@ async def serve(beamline: SimBeamline, port: int, interface: str = "127.0.0.1",
     """
     check_port_free(port, interface)
     os.environ.update(server_environment(port, interface))
+    if "CAPROTO_SERVER_MAX_LATENCY_SEC" not in os.environ:
+        caproto_server_common.MAX_LATENCY = MONITOR_MAX_LATENCY_S  # read on every batch
     await beamline.initialise()
     logging.getLogger("caproto.ctx").addFilter(_NoRepeaterFilter())
     ctx = NodelayContext(beamline.pvdb, [interface])
