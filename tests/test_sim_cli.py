@@ -80,6 +80,7 @@ def test_concurrent_reads_are_fast(sim_beamline):
                 t0 = time.perf_counter()
                 list(pool.map(lambda pv: pv.read(timeout=2), pvs))
                 times.append(time.perf_counter() - t0)
-        assert statistics.median(times) < 0.015, f"median {statistics.median(times):.4f} s"
+        # the Nagle stall is ~40 ms per pair; healthy replies take ~1 ms (FIELD_NOTES)
+        assert statistics.median(times) < 0.025, f"median {statistics.median(times):.4f} s"
     finally:
         ctx.disconnect()

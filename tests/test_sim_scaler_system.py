@@ -53,7 +53,7 @@ def test_channel_names_from_config(ca, sim_beamline):
 def test_count_completes_after_preset_time(ca, sim_beamline):
     nacq = value(ca("SCALER1:NACQ"))
     elapsed = count(ca, 0.2)
-    assert 0.2 <= elapsed < 0.6
+    assert 0.2 <= elapsed < 1.0  # counts TP, not some fixed time; slack for a busy machine
     assert value(ca("SCALER1.CNT")) == 0  # back to Done
     assert value(ca("SCALER1:NACQ")) == nacq + 1
     assert value(ca("SCALER1.S1")) == pytest.approx(0.2 * sim_beamline.config.scaler.clock_hz)
