@@ -15,7 +15,8 @@ from devices.errors import LimitError, MoveError, limit_message
 
 class VerifiedEpicsMotor(EpicsMotor):
     """``EpicsMotor`` whose ``set`` status fails with MoveError unless the readback ends
-    within ``tolerance`` (EGU; None: the record's RDBD) of the target."""
+    within ``tolerance`` (EGU; None: the record's RDBD) of the target, or the move was
+    stopped with ``stop(success=True)`` (a RunEngine pause or suspension)."""
 
     retry_deadband = Cpt(EpicsSignalRO, ".RDBD", kind="omitted")
     # string=True: read EGU as text whether the IOC serves DBF_STRING or a char waveform
@@ -25,6 +26,8 @@ class VerifiedEpicsMotor(EpicsMotor):
     def __init__(self, prefix: str = "", *, name: str, tolerance: float | None = None, **kw):
         super().__init__(prefix, name=name, **kw)
         self.tolerance = tolerance
+        # Set by stop(success=True) for the current move only; set() replaces it.
+        self._stopped_ok = threading.Event()
 
     def check_value(self, pos: float) -> None:
         """Raise LimitError if ``pos`` is not finite or outside [LLM, HLM] (0, 0: no limits)."""
@@ -43,17 +46,32 @@ class VerifiedEpicsMotor(EpicsMotor):
         self.check_value(new_position)
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self._move_timeout(new_position)
+        stopped_ok = self._stopped_ok = threading.Event()  # fresh flag for this move
         inner = super().set(new_position, **kwargs)
         outer = DeviceStatus(self)
 
         def _moved(status) -> None:
             # Verify off the CA callback thread: the check does a blocking CA get.
             threading.Thread(
-                target=self._finish, args=(status, outer, new_position), daemon=True
+                target=self._finish, args=(status, outer, new_position, stopped_ok),
+                daemon=True,
             ).start()
 
         inner.add_callback(_moved)
         return outer
+
+    def stop(self, *, success: bool = False) -> None:
+        """Stop the motor; with ``success=True`` the current move finishes without verifying.
+
+        bluesky pauses and suspensions call ``stop(success=True)`` on every device moved
+        in the run and re-issue the move on resume: the interrupted move must then report
+        success (as the stock EpicsMotor and ophyd-async's Motor do), not fail the run
+        because the readback is short of the target. ``stop()`` (success=False) still
+        fails the move with MoveError.
+        """
+        if success:
+            self._stopped_ok.set()  # before super(): it finishes the inner status at once
+        super().stop(success=success)
 
     def _move_timeout(self, target: float) -> float:
         velocity = self.velocity.get()
@@ -62,7 +80,11 @@ class VerifiedEpicsMotor(EpicsMotor):
         distance = abs(target - (self.position if self.position is not None else target))
         return distance / velocity + 2 * self.acceleration.get() + 10.0
 
-    def _finish(self, inner, outer: DeviceStatus, target: float) -> None:
+    def _finish(self, inner, outer: DeviceStatus, target: float,
+                stopped_ok: threading.Event) -> None:
+        if stopped_ok.is_set() and inner.success:
+            outer.set_finished()  # stopped by a pause/suspension: no verification
+            return
         try:
             egu = self.motor_egu.get()
             readback = self.user_readback.get(use_monitor=False)
@@ -74,7 +96,8 @@ class VerifiedEpicsMotor(EpicsMotor):
             tol = self.tolerance if self.tolerance is not None else self.retry_deadband.get()
             if not abs(readback - target) <= tol:
                 readback = self._settled_readback(readback, target, tol)
-            if not abs(readback - target) <= tol:
+            # A pause may come while settling (a stale DMOV pair ended the inner status).
+            if not abs(readback - target) <= tol and not stopped_ok.is_set():
                 raise MoveError(
                     f"move of {self.name} to {target} {egu} ended at readback {readback} "
                     f"{egu}, off by {abs(readback - target):.6g} {egu}; tolerance {tol} {egu}"
