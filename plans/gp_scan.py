@@ -8,6 +8,8 @@ Every proposal is also recorded in the run's ``proposals`` stream (see plans.pro
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +28,8 @@ from plans.preflight import Bounds, check_bounds, check_fields, motor_tolerance
 from plans.provenance import STREAM, ProposalRecorder
 
 DEFAULT_TOLERANCE = 1e-3  # egu, used only where a motor exposes no RDBD
+RELEASE_WAIT_S = 2.0  # longest a run that ends early waits to hand proposals back
+logger = logging.getLogger(__name__)
 
 
 def parse_motor_bounds(args: Sequence) -> tuple[list[Movable], list[Bounds]]:
@@ -146,6 +150,39 @@ def wait_for_proposal(call: tasks.BackgroundCall, agent, timeout_s: float
         ) from None
 
 
+class Unmeasured:
+    """Proposals this run holds but has not measured: the current one and the prefetched ask.
+
+    The agent keeps proposed points pending (never proposed again) until measured; a run
+    that ends early hands them back (``release_unmeasured``).
+    """
+
+    def __init__(self) -> None:
+        self.current: dict[str, float] | None = None
+        self.prefetch: tasks.BackgroundCall | None = None
+
+
+def release_unmeasured(agent, unmeasured: Unmeasured,
+                       wait_s: float = RELEASE_WAIT_S) -> MsgGenerator[None]:
+    """Hand back what ``unmeasured`` holds. Best effort: the run is ending anyway, maybe
+    because the agent is gone, so an agent error here is logged, never raised."""
+    points = [unmeasured.current] if unmeasured.current else []
+    call, unmeasured.current, unmeasured.prefetch = unmeasured.prefetch, None, None
+    if call is not None and not call.cancelled:
+        try:
+            proposal = yield from tasks.result(call, wait_s)
+            points += proposal.points
+        except (Exception, asyncio.CancelledError) as exc:  # cancelled: ask timed out
+            logger.warning("prefetched proposal not released: %r", exc)
+    release = getattr(agent, "release", None)
+    if not points or release is None:
+        return
+    try:
+        yield from tasks.run_coroutine(lambda: asyncio.wait_for(release(points), wait_s))
+    except Exception as exc:
+        logger.warning("could not release %d unmeasured proposals: %s", len(points), exc)
+
+
 def measure_points(detectors, motors, tolerances, coordinates: Sequence[str], agent,
                    recorder: ProposalRecorder, max_points: int | None,
                    ask_timeout_s: float) -> MsgGenerator[None]:
@@ -154,17 +191,23 @@ def measure_points(detectors, motors, tolerances, coordinates: Sequence[str], ag
     The next proposal is requested as soon as the current one is known, so the agent decides
     while the current point is measured. Each saved event is followed at once by a
     checkpoint, so a pause or a suspender that rewinds never replays a saved event: the
-    point in progress is re-taken from its move.
+    point in progress is re-taken from its move. A run that ends early (abort, error) hands
+    its unmeasured proposals back to the agent.
     """
-    measured = 0
-    call = tasks.BackgroundCall(lambda: agent.ask(1))
-    yield from bps.checkpoint()
-    try:
+    unmeasured = Unmeasured()
+    unmeasured.prefetch = tasks.BackgroundCall(lambda: agent.ask(1))
+
+    def steps() -> MsgGenerator[None]:
+        measured = 0
+        yield from bps.checkpoint()
         while max_points is None or measured < max_points:
             asked = time.monotonic()
-            proposal: Proposal = yield from wait_for_proposal(call, agent, ask_timeout_s)
+            proposal: Proposal = yield from wait_for_proposal(unmeasured.prefetch, agent,
+                                                              ask_timeout_s)
+            unmeasured.prefetch = None
             if proposal.phase == "done":
                 break
+            unmeasured.current = proposal.points[0]
             recorder.record(proposal, wait_s=time.monotonic() - asked)
             yield from bps.trigger_and_read([recorder], name=STREAM)
             yield from bps.checkpoint()
@@ -172,14 +215,15 @@ def measure_points(detectors, motors, tolerances, coordinates: Sequence[str], ag
             targets = [proposal.points[0][c] for c in coordinates]
             if max_points is None or measured < max_points:
                 here = dict(zip(coordinates, targets, strict=True))
-                call = tasks.BackgroundCall(
+                unmeasured.prefetch = tasks.BackgroundCall(
                     lambda here=here: agent.ask(1, current_position=here))
-                yield from tasks.start(call)
+                yield from tasks.start(unmeasured.prefetch)
             yield from move_verified(motors, targets, tolerances)
             yield from bps.trigger_and_read([*detectors, *motors])
+            unmeasured.current = None
             yield from bps.checkpoint()
-    finally:
-        call.cancel()  # an ask still in flight when the run ends early (abort, error)
+
+    return (yield from bpp.finalize_wrapper(steps(), release_unmeasured(agent, unmeasured)))
 
 
 def gp_scan(

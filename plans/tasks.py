@@ -35,6 +35,10 @@ class BackgroundCall:
             self._task = asyncio.ensure_future(self._make_coroutine())
         return self._task
 
+    @property
+    def cancelled(self) -> bool:
+        return self._task is not None and self._task.cancelled()
+
     def cancel(self) -> None:
         """Cancel the call if it is still running (in the RunEngine's loop thread)."""
         if self._task is not None and not self._task.done():

@@ -30,6 +30,11 @@ class SlowAgent:
 
     def __init__(self, delay_s: float):
         self.delay_s, self.asks, self.in_flight = delay_s, 0, 0
+        self.released: list[dict] = []
+
+    async def release(self, points):
+        self.released += points
+        return len(points)
 
     async def config(self) -> dict:
         return {"coordinates": [{"name": "x", "low": -1.0, "high": 1.0}],
@@ -108,13 +113,24 @@ def test_agent_timeout_names_the_agent_and_cancels_the_ask(RE, motor_and_det):
     assert agent.in_flight == 0
 
 
-def test_abort_cancels_the_prefetched_ask(RE, motor_and_det):
+def test_abort_hands_unmeasured_proposals_back(RE, motor_and_det):
     motor, det = motor_and_det
     agent = SlowAgent(0.3)
     motor.delay = 0.5  # the second ask is in flight while the first point's move runs
-    after(0.5, RE.request_pause)
+    after(0.5, lambda: RE.request_pause(defer=True))  # at the checkpoint after point 1
     with pytest.raises(RunEngineInterrupted):
         RE(gp_scan([det], motor, (-1, 1), agent=agent, max_points=3))
     RE.abort()
-    call_in_bluesky_event_loop(asyncio.sleep(0.05))
     assert agent.asks == 2 and agent.in_flight == 0
+    assert agent.released == [{"x": 0.2}]  # the prefetched proposal, never measured
+
+
+def test_abort_mid_move_hands_back_the_current_point(RE, motor_and_det):
+    motor, det = motor_and_det
+    agent = SlowAgent(0.1)
+    motor.delay = 1.0
+    after(0.5, lambda: RE.request_pause(defer=False))  # during the first point's move
+    with pytest.raises(RunEngineInterrupted):
+        RE(gp_scan([det], motor, (-1, 1), agent=agent, max_points=3))
+    RE.abort()
+    assert agent.released == [{"x": 0.1}, {"x": 0.2}]  # the point in progress, the prefetch
