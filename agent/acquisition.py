@@ -34,6 +34,7 @@ from agent.training import length_scales, prior_variance
 GAIN = float(__import__("os").environ.get("BEAMAGENT_MAPPING_GAIN", "2.0"))
 CHUNK = 100
 VARIATION_K = 4
+RESIDUAL_K = 6
 GRADIENT_TOP = 300
 
 
@@ -76,6 +77,42 @@ def local_variation(x: np.ndarray, x_data: np.ndarray, y: np.ndarray,
     return np.ptp(vals, axis=1)
 
 
+def local_residual(x: np.ndarray, x_data: np.ndarray, y: np.ndarray,
+                   k: int = VARIATION_K) -> np.ndarray:
+    """Largest plane residual (m,) (:func:`plane_residuals`) among the k measured points
+    nearest to each candidate ``x`` (m, d): where the map is not yet resolved."""
+    from scipy.spatial import cKDTree
+
+    res = plane_residuals(x_data, y)
+    k = min(k, len(x_data))
+    _, idx = cKDTree(x_data).query(x, k=k)
+    return np.max(res[np.asarray(idx).reshape(len(x), k)], axis=1)
+
+
+def plane_residuals(x_data: np.ndarray, y: np.ndarray, k: int = RESIDUAL_K) -> np.ndarray:
+    """Leave-one-out residuals (n,): |y_i - the least-squares plane through the k measured
+    points nearest to x_i (x_i itself left out)|. An a-posteriori error indicator as in
+    adaptive mesh refinement: ~ curvature * spacing^2 where the map is resolved (a sampled
+    slope or a well-sampled peak flank gives ~noise), ~ the feature's height where a feature
+    stands on a single point. Model-free and O(n k)."""
+    from scipy.spatial import cKDTree
+
+    n, d = x_data.shape
+    y = np.asarray(y, dtype=float)
+    if n < d + 3:
+        return np.zeros(n)
+    k = min(k, n - 1)
+    _, idx = cKDTree(x_data).query(x_data, k=k + 1)
+    idx = np.asarray(idx)[:, 1:]  # leave the point itself out
+    dx = x_data[idx] - x_data[:, None, :]  # (n, k, d), centred on the left-out point
+    a = np.concatenate([np.ones((n, k, 1)), dx], axis=2)  # plane: y = c + g . dx
+    ata = np.einsum("nki,nkj->nij", a, a)
+    scale = np.einsum("nkj,nkj->nj", dx, dx).mean(axis=1)  # ridge on the slopes, relative
+    ata[:, 1:, 1:] += 1e-6 * (scale[:, None, None] + 1e-12) * np.eye(d)
+    coef = np.linalg.solve(ata, np.einsum("nki,nk->ni", a, y[idx])[..., None])[..., 0]
+    return np.abs(y - coef[:, 0])  # the plane at dx = 0 is its intercept
+
+
 def gradient_norm(gp, x: np.ndarray, mu: np.ndarray, step: float) -> np.ndarray:
     """|grad mu| (m,) in normalised coordinates: forward differences of gpCAM's posterior mean
     (``mu`` is the mean at ``x``)."""
@@ -94,7 +131,7 @@ class Scorer:
     """
 
     def __init__(self, acquisition: str | Callable, gp, x: np.ndarray, y: np.ndarray,
-                 beta: float, variation_floor: float = 0.5):
+                 beta: float, variation_floor: float = 0.5, variation_measure: str = "range"):
         self.name = acquisition if isinstance(acquisition, str) else "callable"
         self.x = x
         self.log = is_log(gp)
@@ -109,7 +146,11 @@ class Scorer:
             # on the GP's scale: log values for the log-GP (a small peak on a weak background
             # is a large relative change)
             z = np.asarray(gp.y_data).reshape(-1)
-            self._local = local_variation(x, np.asarray(gp.x_data), z) / (np.ptp(z) + 1e-300)
+            xd = np.asarray(gp.x_data)
+            if variation_measure == "residual":
+                self._local = local_residual(x, xd, z) / (np.ptp(z) + 1e-300)
+            else:
+                self._local = local_variation(x, xd, z) / (np.ptp(z) + 1e-300)
         self._beta = beta
         self._floor = variation_floor
         self._best = (float(np.max(y)), float(np.min(y)))

@@ -114,6 +114,24 @@ class EngineConfig(_Strict):
     variation_floor: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = Field(
         default=0.5, description="'variation' acquisition gap * (local range / data range + "
         "floor): the floor keeps covering quiet regions")
+    variation_measure: Literal["range", "residual"] = Field(
+        default="range", description="'variation' acquisition's local term: 'range' of the k "
+        "nearest measured values (~ gradient * spacing: keeps refining resolved slopes), or "
+        "'residual': the largest leave-one-out residual of a local plane fit among them "
+        "(~ curvature * spacing^2: refines where the map is not yet resolved)")
+    coverage_boundary: Literal["free", "mirror"] = Field(
+        default="free", description="coverage gap ('variation', exploration) at the edges of "
+        "the space: 'free' is the distance to the nearest measured point, so the largest gaps "
+        "lie on the boundary and a max-gap design crowds it; 'mirror' also counts the "
+        "candidate's mirror image across the nearest edge (gap <= 2 * distance to the edge), "
+        "which puts points half a spacing inside the edges like a centred grid")
+    travel_horizon: int | None = Field(
+        default=None, ge=2, le=10_000, description="receding horizon for travel: choose the "
+        "travel_horizon best points for the map as a set (greedy, travel ignored), then the "
+        "next point(s) by acquisition per second among that set alone. Acquisition per "
+        "second over all candidates is myopic: it fills the neighbourhood of the motors "
+        "with low-value points before paying one long move; the set only holds points worth "
+        "measuring. None: per second over all candidates")
     travel_exponent: Annotated[float, Field(ge=0, le=4, allow_inf_nan=False)] = Field(
         default=1.0, description="acquisition / (overhead_s + move time)^exponent: 1 is "
         "acquisition per second of beamtime; > 1 prefers nearby points more strongly")

@@ -256,34 +256,58 @@ class Engine:
         cand = cand[~near(cand, self._taken(), tol)]
         acq = cfg.acquisition if cfg.acquisition is not None else cfg.acquisition_name
         scorer = Scorer(acq, self._gp, cand, np.array(self._y), cfg.ucb_beta,
-                        cfg.variation_floor)
+                        cfg.variation_floor, cfg.variation_measure)
         sd = scorer.sd.copy()
         if self._pending:  # pending points count as measured for the std (kriging believer)
             rho = correlation(self._gp, cand, np.array(self._pending))
             sd *= np.sqrt(np.prod(np.clip(1.0 - rho ** 2, 0.0, 1.0), axis=1))
-        alive = np.ones(len(cand), dtype=bool)
-        chosen, values = [], []
-        here = origin
         explore = cfg.exploration if scorer.name in MAPPING_ACQUISITIONS else 0.0
         gap = None
         if explore > 0 or scorer.name == "variation":
             # coverage: distance to the nearest measured or pending point
             gap = _nearest_distance(cand, self._taken())
+            if cfg.coverage_boundary == "mirror":
+                gap = np.minimum(gap, 2.0 * np.min(np.minimum(cand, 1.0 - cand), axis=1))
+        h = cfg.travel_horizon
+        if h is not None and origin is not None and h > n:
+            # receding horizon: the h best points for the map as a set (greedy, travel
+            # ignored), then the next n by acquisition per second among those alone
+            s = scorer.score(sd, gap)
+            if explore > 0:
+                s = s / (np.max(s) + 1e-300) + explore * gap / (np.max(gap) + 1e-300)
+            idx, _ = self._greedy(h, cand, scorer, sd, gap, explore, None)
+            cand, sd, gap, explore = cand[idx], sd[idx], None, 0.0
+            scorer = _Fixed(scorer.name, s[idx])  # each point's value if it were next
+        chosen, values = self._greedy(n, cand, scorer, sd, gap, explore, origin)
+        self._last_scores = scorer
+        return cand[chosen], np.array(values)
+
+    def _greedy(self, n: int, cand: np.ndarray, scorer, sd: np.ndarray, gap, explore: float,
+                here) -> tuple[list[int], list[float]]:
+        """Greedy batch of ``n`` candidate indices (variance penalty, coverage update);
+        acquisition per second of beamtime from ``here`` (None: travel ignored). Returns the
+        indices and the scores they were picked with (for a horizon: the scores of the
+        set)."""
+        tol = self.config.pending_tolerance
+        sd, gap = sd.copy(), None if gap is None else gap.copy()
+        alive = np.ones(len(cand), dtype=bool)
+        chosen, values = [], []
         for _ in range(min(n, len(cand))):
             s = scorer.score(sd, gap)
             if explore > 0:
                 s = s / (np.max(s) + 1e-300) + explore * gap / (np.max(gap) + 1e-300)
-            pick = int(np.argmax(np.where(alive, self._per_time(s, cand, here), -np.inf)))
+            rate = s if here is None else self._per_time(s, cand, here)
+            pick = int(np.argmax(np.where(alive, rate, -np.inf)))
             chosen.append(pick)
             values.append(s[pick])
             alive &= np.max(np.abs(cand - cand[pick]), axis=1) > tol
-            rho = correlation(self._gp, cand, cand[pick:pick + 1])[:, 0]
-            sd *= np.sqrt(np.clip(1.0 - rho ** 2, 0.0, 1.0))
+            if not isinstance(scorer, _Fixed):
+                rho = correlation(self._gp, cand, cand[pick:pick + 1])[:, 0]
+                sd *= np.sqrt(np.clip(1.0 - rho ** 2, 0.0, 1.0))
             if gap is not None:
                 gap = np.minimum(gap, np.linalg.norm(cand - cand[pick], axis=1))
-            here = cand[pick]
-        self._last_scores = scorer
-        return cand[chosen], np.array(values)
+            here = None if here is None else cand[pick]
+        return chosen, values
 
     def _per_time(self, s: np.ndarray, cand: np.ndarray, here) -> np.ndarray:
         """Acquisition per second of beamtime (travel + overhead); avoids gpCAM's sign trap."""
@@ -451,6 +475,16 @@ class Engine:
         """Stop background training; idempotent."""
         self._closed = True
         self._trainer.close()
+
+
+class _Fixed:
+    """Scores fixed per candidate (a receding-horizon set): ``score`` ignores std and gap."""
+
+    def __init__(self, name: str, scores: np.ndarray):
+        self.name, self._s = name, np.asarray(scores, dtype=float)
+
+    def score(self, sd=None, gap=None) -> np.ndarray:
+        return self._s
 
 
 def _nearest_distance(u: np.ndarray, points: np.ndarray) -> np.ndarray:
