@@ -20,8 +20,9 @@ phase_boundary (geometry seed = seed) and two synthetic narrow-peak maps on a 0.
     /work/venv/bin/python benchmarks/bench_map_quality.py [--quick] [--seeds 0 1]
         [--set key=json ...]   # agent config overrides, e.g. --set model='"log_gp"'
 
-The agent's settings are AGENT_CONFIG (the 'variation' acquisition on a multiscale kernel
-with an area-median prior mean); ``--set acquisition='"mapping"' --set kernel='"matern32"'
+The agent's settings are AGENT_CONFIG (the 'variation' acquisition with the local-plane
+residual measure and floor 0.25, on a multiscale kernel with an area-median prior mean, travel
+exponent 2); ``--set acquisition='"mapping"' --set kernel='"matern32"'
 --set prior_mean='"data_mean"'`` gives the engine's defaults.
 """
 
@@ -49,7 +50,8 @@ CHECKPOINTS = (0.2, 0.25, 0.3, 0.33, 0.4, 0.5, 0.6, 0.75, 1.0)  # fractions of g
 RESULTS = Path(__file__).parent / "results" / "map_quality.json"
 #: the agent's mapping settings under test (the engine's defaults otherwise); --set overrides
 AGENT_CONFIG: dict = {"acquisition": "variation", "kernel": "multiscale",
-                      "prior_mean": "area_median", "variation_floor": 0.5}
+                      "prior_mean": "area_median", "variation_measure": "residual",
+                      "variation_floor": 0.25, "travel_exponent": 2.0}
 
 
 def synthetic(seed: int, n_peaks: int, width: tuple[float, float], background: float = 0.02):
