@@ -47,6 +47,11 @@ class AgentClient:
         """Hand one measurement to the engine directly (acknowledged, unlike the PUSH path)."""
         await self._request({"type": "tell", "measurement": measurement.model_dump(mode="json")})
 
+    async def release(self, points: list[dict[str, float]]) -> int:
+        """Proposed points that will never be measured stop being pending; returns how many
+        the agent still held."""
+        return (await self._request({"type": "release", "points": points}))["released"]
+
     async def status(self) -> dict[str, Any]:
         """The service status: engine status plus n_rejected and service counters."""
         return (await self._request({"type": "status"}))["status"]

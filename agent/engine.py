@@ -105,6 +105,24 @@ class Engine:
         self._clear_pending(u)
         return True
 
+    def release(self, points: list[dict[str, float]]) -> int:
+        """Proposed points that will never be measured stop being pending (a run ended
+        between ask and measurement), so they may be proposed again.
+
+        ``points`` are {name: value} in engineering units. Returns how many of them were
+        pending. Raises MessageError naming the coordinate and value for a point outside the
+        bounds or missing a coordinate; nothing is released then.
+        """
+        us = [self.space.position(p, what="released point") for p in points]
+        with self._lock:
+            before = len(self._pending)
+            for u in us:
+                self._clear_pending(u)
+            released = before - len(self._pending)
+        if released:
+            self._autosave()
+        return released
+
     def _clear_pending(self, u: np.ndarray) -> None:
         if not self._pending:
             return

@@ -6,6 +6,8 @@ Requests (one JSON object per message, ``schema_version`` 1):
 - ``{"type": "tell", "measurement": {...Measurement...}, "request_id": 8}``
 - ``{"type": "status", "request_id": 9}``
 - ``{"type": "config", "request_id": 10}``
+- ``{"type": "release", "points": [{"x": 0.5}], "request_id": 11}``: proposals that will
+  never be measured (a run aborted between ask and measurement) stop being pending
 
 Replies echo ``request_id`` and carry ``type`` "proposal", "ok", "status", "config" or
 "error" (with ``error``: a reason naming the field and the value). Never pickle.
@@ -54,13 +56,21 @@ class ConfigRequest(_Request):
     type: Literal["config"]
 
 
+class ReleaseRequest(_Request):
+    """Proposed points, in engineering units, that will never be measured."""
+
+    type: Literal["release"]
+    points: list[dict[Name, FiniteFloat]] = Field(max_length=MAX_BATCH)
+
+
 Request = Annotated[
-    AskRequest | TellRequest | StatusRequest | ConfigRequest, Field(discriminator="type")
+    AskRequest | TellRequest | StatusRequest | ConfigRequest | ReleaseRequest,
+    Field(discriminator="type"),
 ]
 _REQUEST = TypeAdapter(Request)
 
 
-def parse_request(payload: bytes) -> AskRequest | TellRequest | StatusRequest | ConfigRequest:
+def parse_request(payload: bytes) -> _Request:
     """Decode one request. Raises MessageError naming the offending field and value."""
     try:
         data = json.loads(payload)

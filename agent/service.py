@@ -33,6 +33,7 @@ from agent.messages import Measurement, decode_measurement
 from agent.protocol import (
     AskRequest,
     ConfigRequest,
+    ReleaseRequest,
     StatusRequest,
     TellRequest,
     encode_reply,
@@ -201,6 +202,8 @@ class AgentService:
             return encode_reply("status", rid, status=self.status())
         if isinstance(request, ConfigRequest):
             return encode_reply("config", rid, config=self._config_dict())
+        if isinstance(request, ReleaseRequest):
+            return encode_reply("ok", rid, released=self.engine.release(request.points))
         raise MessageError(f"invalid request: type={type(request).__name__} not handled")
 
     def _config_dict(self) -> dict[str, Any]:

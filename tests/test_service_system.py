@@ -109,6 +109,29 @@ async def test_bad_ask_gets_an_error_envelope_and_is_counted(service):
         client.close()
 
 
+async def test_released_proposals_stop_being_pending(service):
+    start, addr, _ = service
+    proc = start()
+    requester = Requester(addr["request_port"])
+    try:
+        requester.wait_ready(proc)
+    finally:
+        requester.close()
+    client = AgentClient(addr["request_port"], timeout_s=10)
+    try:
+        points = (await client.ask(n=3)).points
+        assert (await client.status())["n_pending"] == 3
+        assert await client.release(points[:2]) == 2
+        assert (await client.status())["n_pending"] == 1
+        assert await client.release(points[:2]) == 0  # already released: nothing to do
+        with pytest.raises(AgentRequestError, match="x=99"):
+            await client.release([{"x": 99.0, "y": 0.0}])
+        status = await client.status()
+        assert status["n_pending"] == 1 and status["n_rejected"] == 1
+    finally:
+        client.close()
+
+
 def test_killed_service_restarts_with_nothing_lost(service):
     start, addr, _ = service
     proc = start()
