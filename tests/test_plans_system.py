@@ -134,6 +134,23 @@ def test_ctrl_c_then_resume_loses_and_repeats_no_point(RE, beamlines, local_agen
     _check_run(docs, _received(handle, docs), N_POINTS)
 
 
+def test_ctrl_c_then_abort_hands_unmeasured_proposals_back(RE, beamlines, local_agent):
+    handle, client, reducer = local_agent
+    docs = Documents()
+
+    def ctrl_c_after_third_point(name, doc):
+        if name == "event" and doc["seq_num"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(RunEngineInterrupted):
+        RE(_plan(beamlines["ophyd_async"], client, reducer, max_points=N_POINTS),
+           [docs, ctrl_c_after_third_point])
+    assert handle.engine.status()["n_pending"] >= 1  # the prefetched proposal, at least
+    RE.abort("test")
+    assert RE.state == "idle"
+    assert handle.engine.status()["n_pending"] == 0
+
+
 def _received(handle, docs: Documents, timeout_s: float = 10.0) -> list:
     """The engine's measurements of this run, once all PUSHed ones have arrived."""
     uid, n = docs.start()["uid"], len(docs.stream("primary"))
