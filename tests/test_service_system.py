@@ -44,15 +44,21 @@ def service(tmp_path):
         kill_group(proc)
 
 
-async def test_ingest_propose_cycles_until_done(service):
-    start, addr, log = service
+def started_client(service) -> AgentClient:
+    """Start the service, wait until it answers, and return a client of it."""
+    start, addr, _ = service
     proc = start()
     requester = Requester(addr["request_port"])
     try:
         requester.wait_ready(proc)
     finally:
         requester.close()
-    client = AgentClient(addr["request_port"], timeout_s=10)
+    return AgentClient(addr["request_port"], timeout_s=10)
+
+
+async def test_ingest_propose_cycles_until_done(service):
+    _, addr, log = service
+    client = started_client(service)
     push = MeasurementPusher(addr["measurement_port"])
     seen, seq, phases = set(), 0, []
     try:
@@ -89,14 +95,7 @@ async def test_ingest_propose_cycles_until_done(service):
 
 
 async def test_bad_ask_gets_an_error_envelope_and_is_counted(service):
-    start, addr, _ = service
-    proc = start()
-    requester = Requester(addr["request_port"])
-    try:
-        requester.wait_ready(proc)
-    finally:
-        requester.close()
-    client = AgentClient(addr["request_port"], timeout_s=10)
+    client = started_client(service)
     try:
         with pytest.raises(AgentRequestError, match="x=99"):
             await client.ask(current_position={"x": 99.0, "y": 0.0})
@@ -110,14 +109,7 @@ async def test_bad_ask_gets_an_error_envelope_and_is_counted(service):
 
 
 async def test_released_proposals_stop_being_pending(service):
-    start, addr, _ = service
-    proc = start()
-    requester = Requester(addr["request_port"])
-    try:
-        requester.wait_ready(proc)
-    finally:
-        requester.close()
-    client = AgentClient(addr["request_port"], timeout_s=10)
+    client = started_client(service)
     try:
         points = (await client.ask(n=3)).points
         assert (await client.status())["n_pending"] == 3
