@@ -85,15 +85,21 @@ class Engine:
                     self._maybe_train()
         self._autosave()
 
+    def check(self, m: Measurement) -> np.ndarray:
+        """Validate without ingesting; returns the unit-cube position (d,). Raises
+        MessageError naming the field, value and bound, as ``tell`` would."""
+        u = self.space.position(dict(m.positions), what=f"measurement {m.run_uid}:{m.seq}")
+        if m.failure is None and self.config.value not in m.values:
+            raise MessageError(f"measurement {m.run_uid}:{m.seq}: values lack "
+                               f"{self.config.value!r} (got {sorted(m.values)})")
+        return u
+
     def _ingest(self, m: Measurement) -> bool:
         key = (m.run_uid, m.seq)
         if key in self._keys:
             return False
-        u = self.space.position(dict(m.positions), what=f"measurement {m.run_uid}:{m.seq}")
+        u = self.check(m)
         if m.failure is None:
-            if self.config.value not in m.values:
-                raise MessageError(f"measurement {m.run_uid}:{m.seq}: values lack "
-                                   f"{self.config.value!r} (got {sorted(m.values)})")
             self._x.append(u)
             self._y.append(float(m.values[self.config.value]))
             var = (m.variances or {}).get(self.config.value)

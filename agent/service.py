@@ -10,7 +10,8 @@ One I/O thread owns the sockets; proposals are computed on a worker thread, so m
 ingested while an ask is in progress. Bad input is rejected with a reason naming the field and
 the value, counted in the status, answered with an error envelope if there is a requester, and
 the service keeps running. Accepted measurements go to a write-ahead log before they are
-acknowledged (``agent.wal``); a restart rebuilds the engine from it.
+acknowledged and before the engine models them (``agent.wal``); a restart rebuilds the
+engine from it.
 """
 
 from __future__ import annotations
@@ -162,13 +163,17 @@ class AgentService:
             self._reject("measurement", str(exc))
 
     def _ingest(self, measurement: Measurement) -> bool:
-        """Tell the engine, then log; True if new. Raises MessageError if rejected."""
+        """Validate, log, then tell the engine; True if new. Raises MessageError if rejected.
+
+        Logged before the engine's GP update (milliseconds at large N), so a kill during it
+        loses nothing."""
         if self._log and (measurement.run_uid, measurement.seq) in self._log.keys:
             self.counters["duplicates"] += 1
             return False
-        self.engine.tell(measurement)
+        self.engine.check(measurement)
         if self._log:
             self._log.append(measurement)
+        self.engine.tell(measurement)
         self.counters["accepted"] += 1
         return True
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from pathlib import Path
 
 import msgpack
 import pytest
@@ -165,3 +166,5 @@ def test_service_still_answers_after_fuzzing(live):
     assert reply["type"] == "proposal" and len(reply["proposal"]["points"]) == 2
     status = requester.status()
     assert status["n_rejected"] > 50
+    logged = Path(status["service"]["log"]).read_text().splitlines()
+    assert len(logged) == status["service"]["n_accepted"] > 0  # write-ahead: no rejected one
