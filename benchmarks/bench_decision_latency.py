@@ -7,7 +7,8 @@ runs during most cycles; each cycle records whether a training job was running, 
 latency with and without training is reported separately ("did training delay a proposal").
 
     /work/venv/bin/python benchmarks/bench_decision_latency.py [--with-2000] [--cycles 40]
-        [--agent-config configs/agent.yaml]   # the shipped model and acquisition settings
+        [--agent-config configs/agent.yaml]   # model and acquisition settings (default: shipped)
+        [--acquisition mapping]               # override the acquisition function
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
-import yaml  # noqa: E402
+from agent_settings import SHIPPED, model_settings  # noqa: E402
 
 from agent.config import make_engine_config  # noqa: E402
 from agent.engine import Engine  # noqa: E402
@@ -42,18 +43,6 @@ def measurement(x: np.ndarray, seq: int, rng) -> Measurement:
     return Measurement(run_uid="lat", seq=seq, positions=dict(zip(names, map(float, x),
                                                                   strict=True)),
                        values={"v": v}, variances={"v": 1e-4})
-
-
-#: engine settings that describe the problem or the schedule, not the model: kept from here
-PROBLEM_KEYS = ("coordinates", "value", "stop", "overhead_s", "training", "mode")
-
-
-def model_settings(agent_yaml: Path | None, acquisition: str) -> dict:
-    """Model/acquisition settings from an agent config's ``engine:`` section, or defaults."""
-    if agent_yaml is None:
-        return {"acquisition": acquisition}
-    engine = yaml.safe_load(agent_yaml.read_text())["engine"]
-    return {k: v for k, v in engine.items() if k not in PROBLEM_KEYS}
 
 
 def one(n: int, d: int, cycles: int, settings: dict) -> dict:
@@ -102,15 +91,17 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--with-2000", action="store_true", help="also N=2000 (slow to set up)")
     ap.add_argument("--cycles", type=int, default=40)
-    ap.add_argument("--acquisition", default="mapping")
-    ap.add_argument("--agent-config", type=Path, default=None,
+    ap.add_argument("--agent-config", type=Path, default=SHIPPED,
                     help="take the model and acquisition settings from this agent YAML")
+    ap.add_argument("--acquisition", help="override the agent YAML's acquisition function")
     ap.add_argument("--dims", type=int, nargs="+", default=[2, 4])
     ap.add_argument("--ns", type=int, nargs="+", default=None, help="override the N list")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     ns = args.ns or [50, 200, 500, 1000] + ([2000] if args.with_2000 else [])
-    settings = model_settings(args.agent_config, args.acquisition)
+    settings = model_settings(args.agent_config)
+    if args.acquisition:
+        settings["acquisition"] = args.acquisition
     print(f"settings: {settings}")
     rows = []
     print(f"{'d':>2} {'N':>5} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7} {'p95 busy':>8} "

@@ -1,0 +1,18 @@
+"""The model and acquisition settings of an agent YAML, for benchmarks that set the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+#: the shipped agent configuration
+SHIPPED = Path(__file__).resolve().parents[1] / "configs" / "agent.yaml"
+#: engine settings that describe the problem or the schedule, not the model: the benchmark's own
+PROBLEM_KEYS = ("coordinates", "value", "stop", "overhead_s", "training", "mode", "seed")
+
+
+def model_settings(agent_yaml: Path) -> dict:
+    """The ``engine:`` section of ``agent_yaml`` without PROBLEM_KEYS."""
+    engine = yaml.safe_load(agent_yaml.read_text())["engine"]
+    return {k: v for k, v in engine.items() if k not in PROBLEM_KEYS}
