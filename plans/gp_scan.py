@@ -18,7 +18,7 @@ from typing import Any
 from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
 from bluesky.protocols import Movable, Readable
-from bluesky.utils import MsgGenerator
+from bluesky.utils import MsgGenerator, RunEngineControlException
 
 from agent.errors import AgentTimeoutError
 from agent.messages import Proposal
@@ -28,7 +28,8 @@ from plans.preflight import Bounds, check_bounds, check_fields, motor_tolerance
 from plans.provenance import STREAM, ProposalRecorder
 
 DEFAULT_TOLERANCE = 1e-3  # egu, used only where a motor exposes no RDBD
-RELEASE_WAIT_S = 2.0  # longest a run that ends early waits to hand proposals back
+RELEASE_WAIT_S = 2.0  # a run that ends early waits at most this for each of its prefetched
+# proposal and the agent's reply to handing proposals back
 logger = logging.getLogger(__name__)
 
 
@@ -168,10 +169,12 @@ def release_unmeasured(agent, unmeasured: Unmeasured,
     because the agent is gone, so an agent error here is logged, never raised."""
     points = [unmeasured.current] if unmeasured.current else []
     call, unmeasured.current, unmeasured.prefetch = unmeasured.prefetch, None, None
-    if call is not None and not call.cancelled:
+    if call is not None and call.started and not call.cancelled:
         try:
             proposal = yield from tasks.result(call, wait_s)
             points += proposal.points
+        except RunEngineControlException:
+            raise
         except (Exception, asyncio.CancelledError) as exc:  # cancelled: ask timed out
             logger.warning("prefetched proposal not released: %r", exc)
     release = getattr(agent, "release", None)
@@ -179,6 +182,8 @@ def release_unmeasured(agent, unmeasured: Unmeasured,
         return
     try:
         yield from tasks.run_coroutine(lambda: asyncio.wait_for(release(points), wait_s))
+    except RunEngineControlException:
+        raise
     except Exception as exc:
         logger.warning("could not release %d unmeasured proposals: %s", len(points), exc)
 
@@ -191,8 +196,8 @@ def measure_points(detectors, motors, tolerances, coordinates: Sequence[str], ag
     The next proposal is requested as soon as the current one is known, so the agent decides
     while the current point is measured. Each saved event is followed at once by a
     checkpoint, so a pause or a suspender that rewinds never replays a saved event: the
-    point in progress is re-taken from its move. A run that ends early (abort, error) hands
-    its unmeasured proposals back to the agent.
+    point in progress is re-taken from its move. A run that ends early (abort, stop, error;
+    not halt, which runs no cleanup) hands its unmeasured proposals back to the agent.
     """
     unmeasured = Unmeasured()
     unmeasured.prefetch = tasks.BackgroundCall(lambda: agent.ask(1))
@@ -223,7 +228,12 @@ def measure_points(detectors, motors, tolerances, coordinates: Sequence[str], ag
             unmeasured.current = None
             yield from bps.checkpoint()
 
-    return (yield from bpp.finalize_wrapper(steps(), release_unmeasured(agent, unmeasured)))
+    try:
+        return (yield from bpp.finalize_wrapper(steps(), release_unmeasured(agent, unmeasured)))
+    except GeneratorExit:  # RE.halt(): no cleanup plan may run, but stop the agent call
+        if unmeasured.prefetch is not None:
+            unmeasured.prefetch.cancel()
+        raise
 
 
 def gp_scan(

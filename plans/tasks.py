@@ -29,6 +29,7 @@ class BackgroundCall:
     def __init__(self, make_coroutine: Callable[[], Awaitable[Any]]):
         self._make_coroutine = make_coroutine
         self._task: asyncio.Future | None = None
+        self._cancelled = False
 
     def __call__(self) -> asyncio.Future:
         if self._task is None:
@@ -36,11 +37,17 @@ class BackgroundCall:
         return self._task
 
     @property
+    def started(self) -> bool:
+        return self._task is not None
+
+    @property
     def cancelled(self) -> bool:
-        return self._task is not None and self._task.cancelled()
+        """True once ``cancel`` was called (asyncio only marks the task at its next step)."""
+        return self._cancelled
 
     def cancel(self) -> None:
         """Cancel the call if it is still running (in the RunEngine's loop thread)."""
+        self._cancelled = True
         if self._task is not None and not self._task.done():
             self._task.cancel()
 

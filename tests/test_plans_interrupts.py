@@ -89,6 +89,7 @@ def test_hard_pause_while_waiting_for_a_proposal_resumes(RE, motor_and_det):
     assert result.exit_status == "success"
     assert measured_x(docs) == [0.1, 0.2, 0.3]  # none lost, none repeated
     assert agent.asks == 3  # the interrupted ask was not asked again
+    assert agent.released == []  # the run completed: nothing to hand back
 
 
 def test_suspender_trip_while_waiting_for_a_proposal(RE, motor_and_det):
@@ -102,14 +103,29 @@ def test_suspender_trip_while_waiting_for_a_proposal(RE, motor_and_det):
        lambda n, d: docs.append((n, d)))
     assert measured_x(docs) == [0.1, 0.2, 0.3]
     assert agent.asks == 3
+    assert agent.released == []
 
 
-def test_agent_timeout_names_the_agent_and_cancels_the_ask(RE, motor_and_det):
+def test_agent_timeout_names_the_agent_and_cancels_the_ask(RE, motor_and_det, caplog):
     motor, det = motor_and_det
     agent = SlowAgent(5.0)
+    t0 = time.monotonic()
     with pytest.raises(AgentTimeoutError, match=r"fake://slow within ask_timeout_s=0.3 s"):
         RE(gp_scan([det], motor, (-1, 1), agent=agent, max_points=3, ask_timeout_s=0.3))
+    assert time.monotonic() - t0 < 1.5  # the cancelled ask is not waited for again
     call_in_bluesky_event_loop(asyncio.sleep(0.05))  # let the cancellation run
+    assert agent.in_flight == 0
+    assert agent.released == [] and "not released" not in caplog.text
+
+
+def test_halt_while_waiting_for_a_proposal_cancels_the_ask(RE, motor_and_det):
+    motor, det = motor_and_det
+    agent = SlowAgent(2.0)
+    after(0.3, lambda: RE.request_pause(defer=False))  # inside the first ask
+    with pytest.raises(RunEngineInterrupted):
+        RE(gp_scan([det], motor, (-1, 1), agent=agent, max_points=3))
+    RE.halt()  # no cleanup plan runs on halt; the ask in flight must not outlive the run
+    call_in_bluesky_event_loop(asyncio.sleep(0.05))
     assert agent.in_flight == 0
 
 
