@@ -72,6 +72,9 @@ def one(n: int, d: int, cycles: int, settings: dict) -> dict:
         eng.ask(BATCH, current_position=prop.points[0])
         batch_ms.append(1e3 * (time.perf_counter() - t0))
     st = eng.status()["training"]
+    # a run at N=2000 in 4-D ended in a segfault at interpreter exit, with a training job of
+    # minutes still running in its daemon thread: let the job end before the next row
+    eng.wait_for_training(900)
     eng.close()
     lat_ms, busy = 1e3 * np.array(lat), np.array(busy)
 
