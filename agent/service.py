@@ -6,8 +6,9 @@ Sockets (bound to 127.0.0.1 unless configured otherwise):
 - ROUTER ``request_address``: JSON request envelopes (see ``agent.protocol``), one reply each;
 - PUB ``status_address``: ``[b"status", JSON]`` periodically and after each proposal.
 
-One I/O thread owns the sockets; proposals are computed on a worker thread, so measurements are
-ingested while an ask is in progress. Bad input is rejected with a reason naming the field and
+One I/O thread owns the sockets; proposals are computed on a worker thread, so the sockets keep
+receiving while an ask is in progress (what needs the engine waits until the proposal is
+scored: tens of ms). Bad input is rejected with a reason naming the field and
 the value, counted in the status, answered with an error envelope if there is a requester, and
 the service keeps running. Accepted measurements go to a write-ahead log before they are
 acknowledged and before the engine models them (``agent.wal``); a restart rebuilds the
@@ -79,14 +80,14 @@ class AgentService:
         logger.info("recovering %d measurements from %s", len(logged), self._log.path)
         try:
             return Engine.from_measurements(self.engine_config, logged)
-        except MessageError as exc:  # the config changed since they were logged
+        except Exception as exc:  # the config changed since they were logged, or one breaks
             logger.warning("log does not fit the config (%s); skipping what no longer fits", exc)
         engine = Engine(self.engine_config)
         for m in logged:
             try:
                 engine.tell(m)
-            except MessageError as exc:
-                logger.warning("logged measurement skipped: %s", exc)
+            except Exception as exc:  # logged before modelled: a restart must not fail on one
+                logger.warning("logged measurement %s:%s skipped: %s", m.run_uid, m.seq, exc)
         return engine
 
     # -- sockets --------------------------------------------------------------------------

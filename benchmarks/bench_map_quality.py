@@ -18,6 +18,7 @@ reaches it; target <= 0.5, goal <= 0.33). Functions: sim.samples particles, doma
 phase_boundary (geometry seed = seed) and two synthetic narrow-peak maps on a 0.02 background.
 
     /work/venv/bin/python benchmarks/bench_map_quality.py [--quick] [--seeds 0 1]
+        [--agent-config configs/agent.yaml]   # model and acquisition settings (default: shipped)
         [--set key=json ...]   # agent config overrides, e.g. --set model='"log_gp"'
 
 The agent's model and acquisition settings are those of ``--agent-config`` (default: the

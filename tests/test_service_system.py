@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+import time
 
 import pytest
 
@@ -11,6 +13,8 @@ from agent.client import AgentClient
 from agent.errors import AgentRequestError, AgentTimeoutError
 from agent.messages import Measurement
 from agent.reducers import MeasurementPusher
+from agent.service import serve_in_thread
+from agent.service_config import ServiceConfig
 from tests.service_helpers import (
     Requester,
     free_tcp_port,
@@ -205,3 +209,31 @@ def test_status_is_published_and_sigterm_stops_cleanly(service):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0
     assert "stopped cleanly" in log.read_text()
+
+
+def test_a_measurement_is_logged_before_the_engine_models_it(tmp_path):
+    """In-process service: the engine's tell is held; the log already has the measurement."""
+    config, _ = write_agent_config(tmp_path)
+    handle = serve_in_thread(config, ServiceConfig(request_port=0, measurement_port=0,
+                                                   status_port=0, checkpoint_dir=tmp_path / "ck"))
+    held, tell = threading.Event(), handle.engine.tell
+    handle.engine.tell = lambda m: (held.wait(10), tell(m))
+    push = MeasurementPusher(handle.measurement_address)
+    try:
+        push(Measurement(run_uid="wal", seq=0, positions={"x": 1.0, "y": 2.0},
+                         values={"det_norm": 1.5}))
+        log = tmp_path / "ck" / "measurements.jsonl"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (log.exists() and log.read_text()):
+            time.sleep(0.01)
+        assert json.loads(log.read_text())["seq"] == 0  # logged while the engine still waits
+        assert handle.engine.status()["n_measurements"] == 0
+        held.set()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and handle.engine.status()["n_measurements"] == 0:
+            time.sleep(0.01)
+        assert handle.engine.status()["n_measurements"] == 1
+    finally:
+        held.set()
+        push.close()
+        handle.stop()
