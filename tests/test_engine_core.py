@@ -116,6 +116,20 @@ def test_pending_never_reproposed_and_cleared_by_measurement():
     e.close()
 
 
+def test_released_points_stop_being_pending():
+    e = Engine(cfg(stop={"max_points": 200}))
+    run(e, 12)
+    first = e.ask(1).points[0]
+    assert e.ask(1).points[0] != first  # pending: not proposed twice
+    assert e.release([first, {"x": 0.0, "y": 0.0}]) == 1  # the second was never pending
+    assert e.status()["n_pending"] == 1
+    with pytest.raises(MessageError, match="x=9"):
+        e.release([{"x": 9.0, "y": 1.0}])
+    assert e.release(e.pending) == 1
+    assert e.status()["n_pending"] == 0
+    e.close()
+
+
 def test_failed_measurement_recorded_not_modelled_and_idempotent():
     e = Engine(cfg())
     run(e, 10)

@@ -145,7 +145,8 @@ def test_out_of_bounds_positions_rejected_naming_the_coordinate(live, x, y):
 @FUZZ
 @given(st.one_of(st.binary(max_size=100), json_values.map(lambda v: json.dumps(v).encode()),
                  st.builds(lambda t, n: json.dumps({"type": t, "n": n}).encode(),
-                           st.sampled_from(["ask", "tell", "status", "config", "dance", None]),
+                           st.sampled_from(["ask", "tell", "status", "config", "release",
+                                            "dance", None]),
                            st.one_of(st.integers(-5, 500), st.floats(), st.text(max_size=3)))))
 def test_fuzzed_requests_get_a_reply(live, payload):
     requester, _ = live
