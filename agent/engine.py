@@ -296,14 +296,11 @@ class Engine:
         if h is not None and origin is not None and h > n:
             # receding horizon: the h best points for the map as a set (greedy, travel
             # ignored), then the next n by acquisition per second among those alone
-            s = scorer.score(sd, gap)
-            if explore > 0:
-                s = s / (np.max(s) + 1e-300) + explore * gap / (np.max(gap) + 1e-300)
+            s = _with_exploration(scorer.score(sd, gap), gap, explore)
             idx, _ = self._greedy(h, cand, scorer, sd, gap, explore, None)
             cand, sd, gap, explore = cand[idx], sd[idx], None, 0.0
             scorer = _Fixed(scorer.name, s[idx])  # each point's value if it were next
         chosen, values = self._greedy(n, cand, scorer, sd, gap, explore, origin)
-        self._last_scores = scorer
         return cand[chosen], np.array(values)
 
     def _greedy(self, n: int, cand: np.ndarray, scorer, sd: np.ndarray, gap, explore: float,
@@ -317,9 +314,7 @@ class Engine:
         alive = np.ones(len(cand), dtype=bool)
         chosen, values = [], []
         for _ in range(min(n, len(cand))):
-            s = scorer.score(sd, gap)
-            if explore > 0:
-                s = s / (np.max(s) + 1e-300) + explore * gap / (np.max(gap) + 1e-300)
+            s = _with_exploration(scorer.score(sd, gap), gap, explore)
             rate = s if here is None else self._per_time(s, cand, here)
             pick = int(np.argmax(np.where(alive, rate, -np.inf)))
             chosen.append(pick)
@@ -499,6 +494,13 @@ class Engine:
         """Stop background training; idempotent."""
         self._closed = True
         self._trainer.close()
+
+
+def _with_exploration(s: np.ndarray, gap: np.ndarray | None, explore: float) -> np.ndarray:
+    """Scores, each term scaled to its maximum, plus ``explore`` x the coverage gap."""
+    if explore <= 0:
+        return s
+    return s / (np.max(s) + 1e-300) + explore * gap / (np.max(gap) + 1e-300)
 
 
 class _Fixed:
