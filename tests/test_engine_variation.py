@@ -67,20 +67,26 @@ def test_mirror_boundary_keeps_points_off_the_edges():
     mirror.close()
 
 
-def test_travel_horizon_batches_are_valid():
-    e = Engine(cfg(travel_horizon=10, stop={"max_points": 40}))
+def _batches(engine, n_points: int) -> np.ndarray:
     pos, seq = None, 0
-    while seq < 30:
-        prop = e.ask(3, current_position=pos)
+    while seq < n_points:
+        prop = engine.ask(3, current_position=pos)
         assert len(prop.points) == 3
         for p in prop.points:
             assert -5 <= p["x"] <= 5 and 0 <= p["y"] <= 10
-            e.tell(Measurement(run_uid="h", seq=seq, positions=p,
-                               values={"det": float(np.exp(-(p["x"] ** 2 + (p["y"] - 5) ** 2)))}))
+            engine.tell(Measurement(run_uid="h", seq=seq, positions=p, values={
+                "det": float(np.exp(-(p["x"] ** 2 + (p["y"] - 5) ** 2)))}))
             seq, pos = seq + 1, p
-    xy = np.array([[m.positions["x"], m.positions["y"]] for m in e.measurements])
+    xy = np.array([[m.positions["x"], m.positions["y"]] for m in engine.measurements])
+    engine.close()
+    return xy
+
+
+def test_travel_horizon_batches_are_valid_and_chosen_differently():
+    xy = _batches(Engine(cfg(travel_horizon=10, stop={"max_points": 40})), 30)
     assert len(np.unique(np.round(xy, 6), axis=0)) == len(xy)
-    e.close()
+    myopic = _batches(Engine(cfg(stop={"max_points": 40})), 30)
+    assert not np.allclose(xy, myopic)  # the horizon branch decides (same seed, same data)
 
 
 def test_new_option_values_validated():
