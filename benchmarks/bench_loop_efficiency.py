@@ -65,8 +65,9 @@ def run_pair(RE, bl, addresses, exposure_s: float, n: int) -> dict:
     RE(bp.list_scan([bl.scaler], x, list(pts[:, 0]), y, list(pts[:, 1])))
     list_wall = time.monotonic() - t0
     start = np.zeros((1, 2))
-    # The simulator moves at VELO without ramps (sim.motor_record), so ACCL adds no time.
-    busy = motion_time_s(np.vstack([start, pts]), VELOCITY, 0.0) + n * exposure_s
+    # the simulated record ramps to VELO in ACCL s and brakes as long (sim.motor_motion)
+    accl = RE(bps.rd(x.acceleration_time)).plan_result  # sample_y has the same ACCL
+    busy = motion_time_s(np.vstack([start, pts]), VELOCITY, accl) + n * exposure_s
     gp_eff, list_eff = busy / gp_wall, busy / list_wall
     return {"exposure_s": exposure_s, "points": n, "motion_plus_exposure_s": busy,
             "gp_scan_wall_s": gp_wall, "list_scan_wall_s": list_wall,

@@ -9,10 +9,11 @@ ophyd-async and the classic ophyd beamline times:
 Overhead per point = wall time per point - exposure (TP) - motion time. Motion time per
 step is reported two ways:
 
-- ``motion_sim_ms``: step / VELO, what the simulated record does (constant velocity, no
-  acceleration ramp; moves advance in ``simulation.tick_s`` ticks, so up to one tick of
-  quantisation remains inside the overhead);
-- ``motion_record_ms``: step / VELO + ACCL, a real motor record's trapezoid estimate.
+- ``motion_sim_ms``: the trapezoid the simulated record moves (``plans.scoring.motion_time_s``:
+  ACCL to reach VELO and as long to stop; a step shorter than VELO * ACCL is a triangle).
+  Moves advance in ``simulation.tick_s`` ticks, so up to one tick of quantisation remains
+  inside the overhead;
+- ``motion_record_ms``: step / VELO + ACCL, the usual estimate for a real motor record.
 
 The headline ``overhead_ms`` uses ``motion_sim_ms`` (what actually elapses on this sim).
 
@@ -84,9 +85,14 @@ def bench_flavour(RE, scaler, motor, args) -> dict:
 
 
 def summarise(raw: dict, cfg, args) -> dict:
+    import numpy as np
+
+    from plans.scoring import motion_time_s
+
     m = cfg.motor("sample_x")
     exposure_ms = 1e3 * args.exposure_s
-    motion_sim_ms = 1e3 * args.step_mm / m.velocity
+    motion_sim_ms = 1e3 * motion_time_s(np.array([[0.0], [args.step_mm]]), m.velocity,
+                                        m.acceleration_s)
     motion_record_ms = motion_sim_ms + 1e3 * m.acceleration_s
     scan_ms = statistics.median(raw["scan_point_ms"])
     count_ms = statistics.median(raw["count_point_ms"])

@@ -46,11 +46,15 @@ def path_length(points: np.ndarray) -> float:
 
 
 def motion_time_s(points: np.ndarray, velocity: float, acceleration_s: float) -> float:
-    """Time to visit ``points`` in order with axes moving together at ``velocity`` (egu/s).
-
-    Each move takes max_i |dx_i| / velocity plus one acceleration ramp (motor record ACCL).
-    """
+    """Time (s) to visit ``points`` (n, d) in order, axes moving together at ``velocity``
+    (egu/s) with a trapezoidal profile: ``acceleration_s`` (motor record ACCL) to reach
+    velocity and as long to stop, so a move of d takes d / velocity + ACCL, or
+    2 * sqrt(d * ACCL / velocity) when it is too short to reach velocity (d < velocity * ACCL).
+    The simulated motor record moves this way (sim.motor_motion)."""
     if len(points) < 2:
         return 0.0
     steps = np.abs(np.diff(points, axis=0)).max(axis=1)
-    return float((steps / velocity + acceleration_s * (steps > 0)).sum())
+    ramp = velocity * acceleration_s
+    times = np.where(steps >= ramp, steps / velocity + acceleration_s,
+                     2.0 * np.sqrt(steps * acceleration_s / velocity))
+    return float(times.sum())

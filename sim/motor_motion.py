@@ -1,4 +1,4 @@
-"""Motion of the simulated motor record: travel at VELO, retries, STOP, DMOV/MOVN.
+"""Motion of the simulated motor record: ramps (ACCL) to VELO, retries, STOP, DMOV/MOVN.
 
 Mixed into :class:`sim.motor_record.MotorRecord`, whose PVs (``self.dmov`` ...) it posts.
 Sequence of one accepted move (as ophyd and ophyd-async expect, FIELD_NOTES):
@@ -9,6 +9,7 @@ pending ``.VAL`` put completes. A zero-length move keeps DMOV at 0 for one tick.
 from __future__ import annotations
 
 import asyncio
+import math
 
 from sim.errors import MotorLimitError
 
@@ -79,7 +80,8 @@ class MotionMixin:
             goal = self.mech.motor + error
 
     async def _travel(self, goal: float) -> int:
-        """Move the motor toward ``goal`` at VELO, posting RBV each tick. Returns the switch hit."""
+        """Move the motor toward ``goal`` (ACCL ramps, VELO), posting RBV each tick. Returns the
+        switch hit."""
         loop = asyncio.get_running_loop()
         requested = self._target_dial
         end = self.mech.plan_end(goal)
@@ -88,17 +90,51 @@ class MotionMixin:
             return 0
         await self.movn.write(1)
         await self.tdir.write(int((end > self.mech.motor) == (self.sign > 0)))
-        last = loop.time()
+        start, origin, v0 = loop.time(), self.mech.motor, 0.0
+        covered, speed = 0.0, 0.0
         arrived = False
         while not arrived and not self._stop_requested:
             await asyncio.sleep(self.tick_s)
             if self._target_dial != requested:  # retargeted by a new VAL put mid-move
                 requested = self._target_dial
-                end = self.mech.plan_end(requested - self.shift)
-            now = loop.time()
-            arrived, switch = self.mech.advance(end, self.velo.value * (now - last))
-            last = now
+                new_end = self.mech.plan_end(requested - self.shift)
+                same_way = (new_end - self.mech.motor) * (end - origin) > 0
+                end, start, origin = new_end, loop.time(), self.mech.motor
+                v0, covered = (speed if same_way else 0.0), 0.0  # a reversal is not braked
+            distance = abs(end - origin)
+            x, speed = trapezoid(loop.time() - start, distance, v0, self.velo.value,
+                                 self.accl.value)
+            # the last step goes all the way: summed steps can miss ``end`` by rounding
+            step = abs(end - self.mech.motor) if x >= distance else max(x - covered, 0.0)
+            arrived, switch = self.mech.advance(end, step)
+            covered = x
             await self._post_position()
             if switch:
                 return switch
         return 0
+
+
+def trapezoid(t: float, distance: float, v0: float, velo: float,
+              accl: float) -> tuple[float, float]:
+    """Distance covered (egu) and speed (egu/s) ``t`` s into a move of ``distance`` that starts
+    at speed ``v0``: up to ``velo`` at velo/accl egu/s^2, then braking at the same rate to stop
+    at the end, as the motor record moves (EPICS motor record manual: ACCL is the time to reach
+    VELO). A move too short to reach ``velo`` is a triangle. ``accl`` <= 0: no ramps."""
+    if accl <= 0 or velo <= 0:
+        return min(velo * t, distance), (velo if velo * t < distance else 0.0)
+    a = velo / accl
+    v0 = min(v0, velo)
+    peak = min(velo, math.sqrt(max((2.0 * a * distance + v0 * v0) / 2.0, v0 * v0)))
+    up = (peak - v0) / a
+    d_up = (peak * peak - v0 * v0) / (2.0 * a)
+    d_down = peak * peak / (2.0 * a)
+    cruise = max(distance - d_up - d_down, 0.0) / peak
+    if t < up:
+        return v0 * t + 0.5 * a * t * t, v0 + a * t
+    if t < up + cruise:
+        return d_up + peak * (t - up), peak
+    tau = t - up - cruise
+    if tau < peak / a:
+        x = d_up + peak * cruise + peak * tau - 0.5 * a * tau * tau
+        return min(x, distance), peak - a * tau
+    return distance, 0.0

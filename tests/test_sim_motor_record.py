@@ -118,3 +118,27 @@ async def test_retarget_mid_move_completes_both_puts_at_the_new_target():
     await move(rec, -1.0)
     await asyncio.wait_for(first, 1)
     assert rec.rbv.value == pytest.approx(-1.0) and rec.dmov.value == 1
+
+
+@pytest.mark.parametrize("distance, accl", [(5.0, 0.1), (0.5, 0.1), (5.0, 0.0)])
+async def test_move_time_follows_the_acceleration_ramp(distance, accl):
+    """A move takes d / VELO + ACCL, or 2 sqrt(d ACCL / VELO) when too short to reach VELO;
+    the speed never exceeds VELO and ramps up from rest (plans.scoring.motion_time_s)."""
+    from plans.scoring import motion_time_s
+
+    rec = await record()
+    await rec.accl.write(accl)
+    positions, t0 = [], asyncio.get_running_loop().time()
+    task = asyncio.create_task(move(rec, distance))
+    while not task.done():
+        positions.append((asyncio.get_running_loop().time() - t0, rec.rbv.value))
+        await asyncio.sleep(0.002)
+    elapsed = asyncio.get_running_loop().time() - t0
+    expected = motion_time_s(np.array([[0.0], [distance]]), CFG.velocity, accl)
+    assert expected <= elapsed <= expected + 0.05
+    t, x = np.array(positions).T
+    speed = np.diff(x) / np.maximum(np.diff(t), 1e-9)
+    assert speed.max() <= CFG.velocity * 1.5  # no faster than VELO (tick jitter aside)
+    if accl:
+        early = x[t <= 0.3 * accl]  # at VELO from the start it would be at VELO * t
+        assert early.max() < 0.5 * CFG.velocity * 0.3 * accl
