@@ -26,31 +26,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+from plans.processes import ca_client_environment, free_port_pair, simulated_beamline
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULT = ROOT / "benchmarks" / "results" / "scan_overhead.json"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_sim(port: int) -> subprocess.Popen:
-    env = dict(os.environ, EPICS_CA_SERVER_PORT=str(port), EPICS_CAS_INTF_ADDR_LIST="127.0.0.1",
-               EPICS_CAS_AUTO_BEACON_ADDR_LIST="NO", EPICS_CAS_BEACON_ADDR_LIST="127.0.0.1")
-    return subprocess.Popen(
-        [sys.executable, "-m", "sim", "--port", str(port)], cwd=ROOT, env=env,
-        stdout=subprocess.DEVNULL, start_new_session=True,
-    )
+BEAMLINE = ROOT / "configs" / "beamline.yaml"
 
 
 def time_plan(RE, plan_factory, repeats: int, n_points: int) -> list[float]:
@@ -117,36 +103,30 @@ def main() -> int:
     args = parser.parse_args()
 
     load_before = os.getloadavg()[0]
-    port = free_port()
+    port = free_port_pair()
     # libca and caproto read these once, at first use: set before importing CA clients.
-    os.environ.update({"EPICS_CA_ADDR_LIST": f"127.0.0.1:{port}",
-                       "EPICS_CA_AUTO_ADDR_LIST": "NO",
-                       "EPICS_CA_REPEATER_PORT": str(port + 1)})
+    os.environ.update(ca_client_environment(port))
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    sim = start_sim(port)
-    try:
-        from bluesky import RunEngine
-        from ophyd_async.plan_stubs import ensure_connected
+    from bluesky import RunEngine
+    from ophyd_async.plan_stubs import ensure_connected
 
-        from devices import load_beamline_config, make_beamline, make_ophyd_beamline
+    from devices import (
+        disconnect_channel_access,
+        load_beamline_config,
+        make_beamline,
+        make_ophyd_beamline,
+    )
 
-        cfg = load_beamline_config()
+    cfg = load_beamline_config(BEAMLINE)
+    with tempfile.TemporaryDirectory() as logs, \
+            simulated_beamline(BEAMLINE, port, Path(logs)):
         RE = RunEngine()
         bl = make_beamline(cfg)
-        deadline = time.monotonic() + 20
-        while True:  # the IOC is connectable ~0.5 s after spawn: poll with a bound
-            try:
-                RE(ensure_connected(bl, timeout=2.0))
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
+        RE(ensure_connected(bl, timeout=20))
         results = {"ophyd_async": bench_flavour(RE, bl.scaler, bl.sample_stage.x, args)}
         obl = make_ophyd_beamline(cfg, timeout_s=10.0)
         results["ophyd_classic_caproto"] = bench_flavour(RE, obl.scaler, obl.sample_stage.x, args)
-    finally:
-        os.killpg(sim.pid, signal.SIGTERM)
-        sim.wait(timeout=10)
+        disconnect_channel_access()  # before the IOC goes: no libca disconnect noise
 
     out = {
         "points": args.points, "step_mm": args.step_mm, "exposure_s": args.exposure_s,

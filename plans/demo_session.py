@@ -112,8 +112,8 @@ class DemoSession:
 
         Per-point overhead (everything but motion and exposure) is taken from the agent run.
         """
-        # The simulator moves at VELO without ramps (sim.motor_record): no ACCL time.
-        velocity, accl = self.args.velocity_mm_s, 0.0
+        velocity = self.args.velocity_mm_s
+        accl = load_beamline_config(self.beamline_yaml).motor("sample_x").acceleration_s
         m = len(agent_run.points)
         motion = motion_time_s(agent_run.points, velocity, accl)
         per_point = max(0.0, (agent_run.beamtime_s - motion) / m)
@@ -125,8 +125,11 @@ class DemoSession:
 
     @staticmethod
     def _raster_motion(n: int, velocity: float, accl: float) -> float:
+        """Motion time of an n x n snake raster over BOUNDS (n - 1 steps per row, n - 1 row
+        changes), with the simulated record's ramps."""
         step = (BOUNDS[1] - BOUNDS[0]) / (n - 1)
-        return n * (n - 1) * (step / velocity + accl) + (n - 1) * (step / velocity + accl)
+        one_step = motion_time_s(np.array([[0.0], [step]]), velocity, accl)
+        return (n * (n - 1) + (n - 1)) * one_step
 
     def run_raster(self, bl, n: int) -> RunRecord:
         x, y = bl.sample_stage.x, bl.sample_stage.y
