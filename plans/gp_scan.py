@@ -28,8 +28,9 @@ from plans.preflight import Bounds, check_bounds, check_fields, motor_tolerance
 from plans.provenance import STREAM, ProposalRecorder
 
 DEFAULT_TOLERANCE = 1e-3  # egu, used only where a motor exposes no RDBD
-RELEASE_WAIT_S = 2.0  # a run that ends early waits at most this for each of its prefetched
-# proposal and the agent's reply to handing proposals back
+# s: a run that ends early waits at most this for its prefetched proposal, and as long again
+# for the agent to take its unmeasured proposals back
+RELEASE_WAIT_S = 2.0
 logger = logging.getLogger(__name__)
 
 
