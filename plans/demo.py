@@ -26,6 +26,7 @@ from plans.processes import agent_service, ca_client_environment, free_port_pair
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = ("particles", "domains", "phase_boundary")
+PLAN_OVERHEAD_S = 0.04  # bluesky scan overhead per point, ophyd-async (bench_scan_overhead)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,15 +45,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def write_configs(args: argparse.Namespace, out: Path) -> tuple[Path, Path]:
     """The demo's beamline and agent YAMLs, derived from configs/ with the chosen options."""
     beamline = yaml.safe_load((REPO / "configs" / "beamline.yaml").read_text())
-    for motor in beamline["beamline"]["motors"]:
-        if motor["name"] in ("sample_x", "sample_y"):
-            motor["velocity"] = args.velocity_mm_s
+    stage = [m for m in beamline["beamline"]["motors"] if m["name"] in ("sample_x", "sample_y")]
+    for motor in stage:
+        motor["velocity"] = args.velocity_mm_s
+    accl = max(m.get("acceleration_s", 0.0) for m in stage)
     beamline.setdefault("simulation", {}).update(sample=args.sample, seed=args.seed)
     agent = yaml.safe_load((REPO / "configs" / "agent.yaml").read_text())
     for coordinate in agent["engine"]["coordinates"]:
         coordinate["velocity"] = args.velocity_mm_s
     agent["engine"]["stop"] = {"max_points": args.points}
-    agent["engine"]["overhead_s"] = args.exposure_s
+    # per point besides travel at VELO: exposure, one ACCL ramp, the plan's own overhead
+    agent["engine"]["overhead_s"] = args.exposure_s + accl + PLAN_OVERHEAD_S
     paths = out / "beamline.yaml", out / "agent.yaml"
     for path, data in zip(paths, (beamline, agent), strict=True):
         path.write_text(yaml.safe_dump(data, sort_keys=False))
