@@ -135,10 +135,11 @@ async def test_move_time_follows_the_acceleration_ramp(distance, accl):
         await asyncio.sleep(0.002)
     elapsed = asyncio.get_running_loop().time() - t0
     expected = motion_time_s(np.array([[0.0], [distance]]), CFG.velocity, accl)
-    assert expected <= elapsed <= expected + 0.05
+    assert expected <= elapsed <= expected + 0.08  # ticks and scheduling on a busy machine
     t, x = np.array(positions).T
-    speed = np.diff(x) / np.maximum(np.diff(t), 1e-9)
-    assert speed.max() <= CFG.velocity * 1.5  # no faster than VELO (tick jitter aside)
+    dt, dx = t[None, :] - t[:, None], x[None, :] - x[:, None]
+    slack = 2 * 0.002 * CFG.velocity  # the RBV posts once per 2 ms tick: sampling jitter
+    assert np.all(dx[dt >= 0.02] <= CFG.velocity * dt[dt >= 0.02] + slack)  # never above VELO
     if accl:
         early = x[t <= 0.3 * accl]  # at VELO from the start it would be at VELO * t
         assert early.max() < 0.5 * CFG.velocity * 0.3 * accl
