@@ -196,7 +196,7 @@ class Engine:
             self._trainer.start(np.array(self._x), self._gp_y(), self._noise(), self._hps,
                                 bounds, t.n_restarts, t.max_iter, background=t.background,
                                 model=self.config.model, prior_mean=self._prior_mean(),
-                                kernel=self.config.kernel)
+                                kernel=self.config.kernel, seed=self.config.seed + n)
 
     def _install(self, gp, hps: np.ndarray, n_snapshot: int, duration_s: float) -> None:
         with self._lock:

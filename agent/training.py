@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Callable
 
 import numpy as np
+from fvgp.gp_mcmc import resolve_log_scale
 from gpcam import GPOptimizer, LogGPOptimizer
 
 #: GP classes by EngineConfig.model; the log-GP models log(y) (gpCAM transforms y and, by the
@@ -162,6 +163,26 @@ def make_gp(x: np.ndarray, y: np.ndarray, noise: np.ndarray, hps: np.ndarray,
     return gp
 
 
+def restart_points(hps0: np.ndarray, bounds: np.ndarray, n: int, seed: int) -> list[np.ndarray]:
+    """``hps0`` and n - 1 seeded random starts for local hyperparameter training.
+
+    Drawn log-uniformly where a bound spans a decade of positive values, uniformly elsewhere
+    (fvgp's rule for its own restarts, ``resolve_log_scale``). fvgp draws them from numpy's
+    global random state, which made training, and so the proposals, depend on whatever else
+    used it; these are reproducible from ``seed``.
+    """
+    rng = np.random.default_rng(seed)
+    lo, hi = bounds[:, 0], bounds[:, 1]
+    log = resolve_log_scale("auto", bounds)
+    log = np.zeros(len(lo), dtype=bool) if log is None else log
+    starts = [hps0]
+    for _ in range(n - 1):
+        u = rng.uniform(lo, hi)
+        u[log] = np.exp(rng.uniform(np.log(lo[log]), np.log(hi[log])))
+        starts.append(u)
+    return starts
+
+
 class BackgroundTrainer:
     """Runs one training job at a time in a daemon thread; ``install`` receives the result."""
 
@@ -180,12 +201,14 @@ class BackgroundTrainer:
 
     def start(self, x, y, noise, hps0, bounds, n_restarts: int, max_iter: int,
               background: bool = True, model: str = "gp",
-              prior_mean: float | None = None, kernel: str = "matern32") -> None:
-        """Train on copies of the data; blocks only when ``background`` is False."""
+              prior_mean: float | None = None, kernel: str = "matern32",
+              seed: int = 0) -> None:
+        """Train on copies of the data; blocks only when ``background`` is False. The same
+        data and ``seed`` give the same hyperparameters."""
         if self.running or self._stop.is_set():
             return
         args = (x.copy(), y.copy(), noise.copy(), np.array(hps0), bounds, n_restarts, max_iter,
-                model, prior_mean, kernel)
+                model, prior_mean, kernel, seed)
         if not background:
             self._run(*args)
             return
@@ -194,16 +217,19 @@ class BackgroundTrainer:
         self._thread.start()
 
     def _run(self, x, y, noise, hps0, bounds, n_restarts, max_iter, model, prior_mean,
-             kernel) -> None:
+             kernel, seed) -> None:
         t0 = time.perf_counter()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                gp = make_gp(x, y, noise, np.clip(hps0, bounds[:, 0], bounds[:, 1]), model,
-                             prior_mean, kernel)
-                gp.train(hyperparameter_bounds=bounds, method="local", n_restarts=n_restarts,
-                         max_iter=max_iter)
-                hps = np.array(gp.hyperparameters, dtype=float)
+                best, hps = -np.inf, np.clip(hps0, bounds[:, 0], bounds[:, 1])
+                for start in restart_points(hps, bounds, n_restarts, seed):
+                    gp = make_gp(x, y, noise, start, model, prior_mean, kernel)
+                    gp.train(hyperparameter_bounds=bounds, method="local", n_restarts=1,
+                             max_iter=max_iter)
+                    ll = float(gp.log_likelihood())
+                    if ll > best:
+                        best, hps = ll, np.array(gp.hyperparameters, dtype=float)
                 fresh = make_gp(x, y, noise, hps, model, prior_mean, kernel)
             if not self._stop.is_set():
                 self._install(fresh, hps, len(x), time.perf_counter() - t0)

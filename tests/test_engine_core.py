@@ -175,3 +175,16 @@ def test_posterior_before_model_raises():
     from agent.errors import AgentError
     with pytest.raises(AgentError, match="no model"):
         Engine(cfg()).posterior(np.zeros((1, 2)))
+
+
+def test_training_is_reproducible_whatever_numpy_global_random_state():
+    """fvgp draws its restarts from np.random; the engine seeds its own (config.seed)."""
+    hyperparameters = []
+    for global_seed in (1, 2):
+        np.random.seed(global_seed)
+        e = Engine(cfg(stop={"max_points": 200}))
+        run(e, 20)
+        assert e.status()["training"]["n_trainings"] >= 1
+        hyperparameters.append(e.status()["hyperparameters"])
+        e.close()
+    assert hyperparameters[0] == hyperparameters[1]
