@@ -1,4 +1,4 @@
-"""Motion of the simulated motor record: ramps (ACCL) to VELO, retries, STOP, DMOV/MOVN.
+"""Motion of the simulated motor record: ACCL ramps to VELO, retries, braking STOP, DMOV/MOVN.
 
 Mixed into :class:`sim.motor_record.MotorRecord`, whose PVs (``self.dmov`` ...) it posts.
 Sequence of one accepted move (as ophyd and ophyd-async expect, FIELD_NOTES):
@@ -92,10 +92,15 @@ class MotionMixin:
         await self.tdir.write(int((end > self.mech.motor) == (self.sign > 0)))
         start, origin, v0 = loop.time(), self.mech.motor, 0.0
         covered, speed = 0.0, 0.0
-        arrived = False
-        while not arrived and not self._stop_requested:
+        arrived, braking = False, False
+        while not arrived:
             await asyncio.sleep(self.tick_s)
-            if self._target_dial != requested:  # retargeted by a new VAL put mid-move
+            if self._stop_requested and not braking:  # STOP: brake at the ACCL rate
+                braking, direction = True, (1.0 if end >= origin else -1.0)
+                rate = self.velo.value / self.accl.value if self.accl.value > 0 else math.inf
+                end = self.mech.motor + direction * speed * speed / (2.0 * rate)
+                start, origin, v0, covered = loop.time(), self.mech.motor, speed, 0.0
+            elif self._target_dial != requested and not braking:  # retargeted mid-move
                 requested = self._target_dial
                 new_end = self.mech.plan_end(requested - self.shift)
                 same_way = (new_end - self.mech.motor) * (end - origin) > 0

@@ -143,3 +143,17 @@ async def test_move_time_follows_the_acceleration_ramp(distance, accl):
     if accl:
         early = x[t <= 0.3 * accl]  # at VELO from the start it would be at VELO * t
         assert early.max() < 0.5 * CFG.velocity * 0.3 * accl
+
+
+async def test_stop_brakes_at_the_acceleration_rate():
+    """STOP at full speed: the motor decelerates over VELO * ACCL / 2 and VAL follows it."""
+    rec = await record()
+    await rec.accl.write(0.1)
+    task = asyncio.create_task(move(rec, 9.0))
+    await asyncio.sleep(0.12)  # past the 0.1 s ramp: cruising at 50 mm/s
+    at_stop = rec.rbv.value
+    await rec.stop.write(1)
+    await asyncio.wait_for(task, 5)
+    braking = rec.rbv.value - at_stop
+    assert braking == pytest.approx(CFG.velocity * 0.1 / 2, abs=0.3)  # 2.5 mm
+    assert rec.val.value == pytest.approx(rec.rbv.value) and rec.dmov.value == 1
