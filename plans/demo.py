@@ -22,6 +22,7 @@ import yaml
 from bluesky.utils import RunEngineInterrupted
 
 from devices import disconnect_channel_access
+from devices.config import MotorConfig
 from plans.processes import agent_service, ca_client_environment, free_port_pair, simulated_beamline
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,7 +49,8 @@ def write_configs(args: argparse.Namespace, out: Path) -> tuple[Path, Path]:
     stage = [m for m in beamline["beamline"]["motors"] if m["name"] in ("sample_x", "sample_y")]
     for motor in stage:
         motor["velocity"] = args.velocity_mm_s
-    accl = max(m.get("acceleration_s", 0.0) for m in stage)
+    accl = max(m.get("acceleration_s", MotorConfig.model_fields["acceleration_s"].default)
+               for m in stage)
     beamline.setdefault("simulation", {}).update(sample=args.sample, seed=args.seed)
     agent = yaml.safe_load((REPO / "configs" / "agent.yaml").read_text())
     for coordinate in agent["engine"]["coordinates"]:
