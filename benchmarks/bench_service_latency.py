@@ -1,5 +1,7 @@
 """Agent service wire latencies on loopback: message round trips, ingest throughput, ask.
 
+The engine has the shipped model and acquisition settings (configs/agent.yaml).
+
 Run: OPENBLAS_NUM_THREADS=1 python benchmarks/bench_service_latency.py
 Writes benchmarks/results/service_latency.json.
 """
@@ -18,6 +20,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import zmq  # noqa: E402
+from agent_settings import SHIPPED, model_settings  # noqa: E402
 
 from agent.client import AgentClient  # noqa: E402
 from agent.config import EngineConfig  # noqa: E402
@@ -28,7 +31,7 @@ from agent.service_config import ServiceConfig  # noqa: E402
 
 ENGINE = {"coordinates": [{"name": n, "low": -10, "high": 10, "units": "mm", "velocity": 5}
                           for n in ("x", "y")],
-          "value": "det_norm", "initial_design": {"n_points": 16}, "stop": {"max_points": 5000}}
+          "value": "det_norm", "stop": {"max_points": 5000}, **model_settings(SHIPPED)}
 
 
 def stats_ms(samples: list[float]) -> dict:
