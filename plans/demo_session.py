@@ -116,7 +116,7 @@ class DemoSession:
         Per-point overhead (everything but motion and exposure) is taken from the agent run.
         """
         velocity = self.args.velocity_mm_s
-        accl = load_beamline_config(self.beamline_yaml).motor("sample_x").acceleration_s
+        accl = self.config.motor("sample_x").acceleration_s
         m = len(agent_run.points)
         motion = motion_time_s(agent_run.points, velocity, accl)
         per_point = max(0.0, (agent_run.beamtime_s - motion) / m)
