@@ -112,19 +112,24 @@ def test_gp_scan_with_agent_service(RE, beamlines, tmp_path, flavour):
     assert start["motors"] == ["sample_x", "sample_y"]
 
 
+def ctrl_c_at_event(seq_num: int):
+    """A callback that sends this process SIGINT, as a scientist's Ctrl-C, once: at the first
+    event numbered ``seq_num``."""
+    fired = threading.Event()
+
+    def callback(name, doc):
+        if name == "event" and doc["seq_num"] == seq_num and not fired.is_set():
+            fired.set()
+            os.kill(os.getpid(), signal.SIGINT)
+    return callback
+
+
 def test_ctrl_c_then_resume_loses_and_repeats_no_point(RE, beamlines, local_agent):
     handle, client, reducer = local_agent
     docs = Documents()
-    fired = threading.Event()
-
-    def ctrl_c_after_fourth_point(name, doc):
-        if name == "event" and doc["seq_num"] == 4 and not fired.is_set():
-            fired.set()
-            os.kill(os.getpid(), signal.SIGINT)  # as a scientist's Ctrl-C
-
     with pytest.raises(RunEngineInterrupted):
         RE(_plan(beamlines["ophyd_async"], client, reducer, max_points=N_POINTS),
-           [docs, ctrl_c_after_fourth_point])
+           [docs, ctrl_c_at_event(4)])
     assert RE.state == "paused"
     paused_at = len(docs.stream("primary"))
     assert 4 <= paused_at < N_POINTS
@@ -137,16 +142,9 @@ def test_ctrl_c_then_resume_loses_and_repeats_no_point(RE, beamlines, local_agen
 def test_ctrl_c_then_abort_hands_unmeasured_proposals_back(RE, beamlines, local_agent):
     handle, client, reducer = local_agent
     docs = Documents()
-    fired = threading.Event()
-
-    def ctrl_c_at_third_point(name, doc):
-        if name == "event" and doc["seq_num"] == 3 and not fired.is_set():
-            fired.set()
-            os.kill(os.getpid(), signal.SIGINT)
-
     with pytest.raises(RunEngineInterrupted):
         RE(_plan(beamlines["ophyd_async"], client, reducer, max_points=N_POINTS),
-           [docs, ctrl_c_at_third_point])
+           [docs, ctrl_c_at_event(3)])
     assert handle.engine.status()["n_pending"] >= 1  # the point in progress or the prefetch
     RE.abort("test")
     assert RE.state == "idle"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import threading
-import time
 
 import pytest
 
@@ -15,6 +14,7 @@ from agent.messages import Measurement
 from agent.reducers import MeasurementPusher
 from agent.service import serve_in_thread
 from agent.service_config import ServiceConfig
+from tests.devices_system_helpers import wait_until
 from tests.service_helpers import (
     Requester,
     free_tcp_port,
@@ -223,16 +223,12 @@ def test_a_measurement_is_logged_before_the_engine_models_it(tmp_path):
         push(Measurement(run_uid="wal", seq=0, positions={"x": 1.0, "y": 2.0},
                          values={"det_norm": 1.5}))
         log = tmp_path / "ck" / "measurements.jsonl"
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not (log.exists() and log.read_text()):
-            time.sleep(0.01)
+        wait_until(lambda: log.exists() and log.read_text(), 10, "the logged measurement")
         assert json.loads(log.read_text())["seq"] == 0  # logged while the engine still waits
         assert handle.engine.status()["n_measurements"] == 0
         held.set()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and handle.engine.status()["n_measurements"] == 0:
-            time.sleep(0.01)
-        assert handle.engine.status()["n_measurements"] == 1
+        wait_until(lambda: handle.engine.status()["n_measurements"] == 1, 10,
+                   "the engine to model the measurement")
     finally:
         held.set()
         push.close()
