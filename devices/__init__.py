@@ -57,7 +57,7 @@ Behaviour added on top of the stock classes (both flavours):
 Nothing connects, patches or starts threads at import time.
 """
 
-from devices.config import BeamlineConfig, load_beamline_config
+from configs.schema import BeamlineConfig, load_beamline_config
 from devices.errors import (
     DeviceConnectError,
     DeviceError,

@@ -10,8 +10,6 @@ Event fields are the same as the ophyd-async flavour (see ``devices`` docstring)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import ophyd
 from ophyd import Device, EpicsSignal, EpicsSignalRO
 from ophyd import FormattedComponent as FCpt
@@ -20,8 +18,9 @@ from ophyd.device import Kind
 from ophyd.scaler import ScalerCH, ScalerChannel
 from ophyd.status import SubscriptionStatus
 
+from configs.schema import BeamlineConfig, MotorConfig
+from devices.classic_camera import ClassicBeamCamera
 from devices.classic_motor import VerifiedEpicsMotor
-from devices.config import BeamlineConfig
 from devices.errors import DeviceConnectError
 
 SHUTTER_STATES = ("CLOSED", "OPEN")
@@ -75,33 +74,54 @@ class ClassicShutter(Device):
         )
 
 
-@dataclass
-class ClassicSampleStage:
-    """x/y motors (a plain container so the motors keep their config names)."""
+class ClassicMotorGroup:
+    """Motors of one element as attributes named by role (``vkb.pitch``); a plain container,
+    so each ``EpicsMotor`` keeps its config name (``vkb_pitch``)."""
 
-    x: VerifiedEpicsMotor
-    y: VerifiedEpicsMotor
+    def __init__(self, name: str, motors: dict[str, VerifiedEpicsMotor]) -> None:
+        self.name = name
+        self.motors = dict(motors)  # {role: motor}
+        for role, motor in motors.items():
+            setattr(self, role, motor)
 
 
-@dataclass
 class ClassicBeamline:
-    """Same attributes as :class:`devices.factory.Beamline`, classic ophyd devices."""
+    """Same attributes as :class:`devices.factory.Beamline`, classic ophyd devices: one per
+    config element, named by it, plus ``ring_current``, ``shutter`` and ``config``."""
 
-    config: BeamlineConfig
-    sample_stage: ClassicSampleStage
-    mono_energy: VerifiedEpicsMotor
-    scaler: BeamlineScaler
-    ring_current: EpicsSignalRO
-    shutter: ClassicShutter
+    def __init__(self, config: BeamlineConfig, elements: dict, ring_current: EpicsSignalRO,
+                 shutter: ClassicShutter) -> None:
+        self.config = config
+        self.elements = elements
+        for name, device in elements.items():
+            setattr(self, name, device)
+        self.ring_current = ring_current
+        self.shutter = shutter
 
     @property
     def motors(self) -> dict[str, VerifiedEpicsMotor]:
-        return {"sample_x": self.sample_stage.x, "sample_y": self.sample_stage.y,
-                "mono_energy": self.mono_energy}
+        """Every motor by config name."""
+        found = {}
+        for device in self.elements.values():
+            for motor in (device.motors.values() if isinstance(device, ClassicMotorGroup)
+                          else [device] if isinstance(device, VerifiedEpicsMotor) else []):
+                found[motor.name] = motor
+        return found
+
+    def motor(self, name: str) -> VerifiedEpicsMotor:
+        """The motor called ``name``. Raises KeyError naming the known ones."""
+        motors = self.motors
+        if name not in motors:
+            raise KeyError(f"no motor {name!r}; known: {list(motors)}")
+        return motors[name]
 
     def devices(self) -> list:
-        return [self.sample_stage.x, self.sample_stage.y, self.mono_energy, self.scaler,
-                self.ring_current, self.shutter]
+        """Every ophyd object (motors, scaler, cameras, ring current, shutter)."""
+        out = []
+        for device in self.elements.values():
+            out += list(device.motors.values()) if isinstance(device, ClassicMotorGroup) \
+                else [device]
+        return [*out, self.ring_current, self.shutter]
 
     def destroy(self) -> None:
         """Disconnect every PV (ophyd ``destroy``); the beamline is unusable afterwards."""
@@ -144,17 +164,9 @@ def make_ophyd_beamline(
     if control_layer is not None and ophyd.cl.name != control_layer:
         ophyd.set_cl(control_layer)
 
-    def motor(name: str) -> VerifiedEpicsMotor:
-        m = config.motor(name)
-        return VerifiedEpicsMotor(config.pv(m.pv), name=m.name, tolerance=m.tolerance)
-
-    scaler = BeamlineScaler(config.pv(config.scaler.pv), name=config.scaler.name)
-    scaler.stage_sigs["count_mode"] = "OneShot"
     bl = ClassicBeamline(
-        config=config,
-        sample_stage=ClassicSampleStage(motor("sample_x"), motor("sample_y")),
-        mono_energy=motor("mono_energy"),
-        scaler=scaler,
+        config,
+        {e.name: _classic_element(config, e) for e in config.elements},
         ring_current=EpicsSignalRO(config.pv(config.ring_current_pv), name="ring_current",
                                    auto_monitor=True),
         shutter=ClassicShutter(config.pv(config.shutter_pv), config.pv(config.shutter_status_pv),
@@ -166,5 +178,23 @@ def make_ophyd_beamline(
         except DeviceConnectError:
             bl.destroy()  # release the PVs still searching
             raise
-        scaler.select_channels([c.name for c in config.scaler.channels])
+        getattr(bl, config.scaler.name).select_channels([c.name for c in config.scaler.channels])
     return bl
+
+
+def _classic_motor(config: BeamlineConfig, m: MotorConfig) -> VerifiedEpicsMotor:
+    return VerifiedEpicsMotor(config.pv(m.pv), name=m.name, tolerance=m.tolerance)
+
+
+def _classic_element(config: BeamlineConfig, element):
+    """The classic ophyd device (or motor group) of one config element."""
+    if element.kind == "motor":
+        return _classic_motor(config, element)
+    if element.kind == "scaler":
+        scaler = BeamlineScaler(config.pv(element.pv), name=element.name)
+        scaler.stage_sigs["count_mode"] = "OneShot"
+        return scaler
+    if element.kind == "camera":
+        return ClassicBeamCamera(config.pv(element.pv), name=element.name)
+    return ClassicMotorGroup(element.name,
+                             {m.role: _classic_motor(config, m) for m in element.motors})

@@ -1,20 +1,22 @@
-"""Build the ophyd-async beamline from the YAML config (``devices.config``).
+"""Build the ophyd-async beamline from the YAML config (``configs.schema``).
 
-Event field names (identical in the classic flavour, see ``devices.classic``):
-``sample_x``, ``sample_y``, ``mono_energy`` (motor readbacks, EGU from config), scaler
-channels by name (``clock``, ``i0``, ``det``; counts), ``ring_current`` (mA),
-``shutter_status`` (``"OPEN"``/``"CLOSED"``).
+Event field names (identical in the classic flavour, see ``devices.classic``): each motor's
+config name (``sample_x``, ``dcm_pitch``: readbacks, EGU from config), scaler channels by name
+(``clock``, ``i0``, ``det``; counts), camera stats ``<camera>_total`` ... (counts, pixels),
+``ring_current`` (mA), ``shutter_status`` (``"OPEN"``/``"CLOSED"``).
 """
 
 from __future__ import annotations
 
 from ophyd_async.core import DEFAULT_TIMEOUT, Device, LazyMock, NotConnectedError
 
+from configs.schema import BeamlineConfig, MotorConfig
 from devices.beam import RingCurrent, Shutter
 from devices.ca_put import raise_put_errors
-from devices.config import BeamlineConfig, MotorConfig
+from devices.camera import BeamCamera
+from devices.elements import GROUP_CLASSES, MotorGroup
 from devices.errors import DeviceConnectError
-from devices.motor import KeepChildNames, SampleStage, VerifiedMotor
+from devices.motor import KeepChildNames, VerifiedMotor
 from devices.scaler import Scaler
 
 
@@ -41,22 +43,19 @@ def missing_pvs(error: BaseException) -> list[str]:
 
 
 class Beamline(KeepChildNames, Device):
-    """The beamline's ophyd-async devices; children keep their own names.
+    """The beamline's ophyd-async devices, one child per element of the config, named by it.
 
-    Attributes: ``sample_stage`` (``.x``, ``.y``: :class:`VerifiedMotor`), ``mono_energy``
-    (:class:`VerifiedMotor`), ``scaler`` (:class:`Scaler`), ``ring_current``
-    (:class:`RingCurrent`), ``shutter`` (:class:`Shutter`), ``config``.
+    Children (config ``beamline.elements``): a motor group per ``stage``/``dcm``/``slits``/
+    ``kb_mirror`` element (:mod:`devices.elements`, e.g. ``bl.vkb.pitch``), a
+    :class:`VerifiedMotor` per ``motor`` element (``bl.mono_energy``), a :class:`Scaler`,
+    a :class:`BeamCamera` per camera; plus ``ring_current`` (:class:`RingCurrent`),
+    ``shutter`` (:class:`Shutter`) and ``config``. Every device keeps its config name.
     """
 
     def __init__(self, config: BeamlineConfig, name: str = "beamline") -> None:
         self.config = config
-        self.sample_stage = SampleStage(_motor(config, "sample_x"), _motor(config, "sample_y"))
-        self.mono_energy = _motor(config, "mono_energy")
-        self.scaler = Scaler(
-            config.pv(config.scaler.pv),
-            {c.name: c.number for c in config.scaler.channels},
-            name=config.scaler.name,
-        )
+        for element in config.elements:
+            setattr(self, element.name, _element_device(config, element))
         self.ring_current = RingCurrent(config.pv(config.ring_current_pv), name="ring_current")
         self.shutter = Shutter(
             config.pv(config.shutter_pv), config.pv(config.shutter_status_pv), name="shutter"
@@ -66,12 +65,20 @@ class Beamline(KeepChildNames, Device):
 
     @property
     def motors(self) -> dict[str, VerifiedMotor]:
-        """Motors by config name: ``{"sample_x": ..., "sample_y": ..., "mono_energy": ...}``."""
-        return {
-            "sample_x": self.sample_stage.x,
-            "sample_y": self.sample_stage.y,
-            "mono_energy": self.mono_energy,
-        }
+        """Every motor by config name: ``{"sample_x": ..., "dcm_pitch": ..., ...}``."""
+        found: dict[str, VerifiedMotor] = {}
+        for element in self.config.of_kind("motor", *GROUP_CLASSES):
+            device = getattr(self, element.name)
+            for motor in (device.motors.values() if isinstance(device, MotorGroup) else [device]):
+                found[motor.name] = motor
+        return found
+
+    def motor(self, name: str) -> VerifiedMotor:
+        """The motor called ``name`` in the config. Raises KeyError naming the known ones."""
+        motors = self.motors
+        if name not in motors:
+            raise KeyError(f"no motor {name!r} in {self.name}; known: {list(motors)}")
+        return motors[name]
 
     async def connect(
         self,
@@ -91,9 +98,21 @@ class Beamline(KeepChildNames, Device):
             ) from exc
 
 
-def _motor(config: BeamlineConfig, name: str) -> VerifiedMotor:
-    m: MotorConfig = config.motor(name)
+def _motor(config: BeamlineConfig, m: MotorConfig) -> VerifiedMotor:
     return VerifiedMotor(config.pv(m.pv), name=m.name, tolerance=m.tolerance)
+
+
+def _element_device(config: BeamlineConfig, element):
+    """The ophyd-async device of one config element."""
+    if element.kind == "motor":
+        return _motor(config, element)
+    if element.kind == "scaler":
+        return Scaler(config.pv(element.pv), {c.name: c.number for c in element.channels},
+                      name=element.name)
+    if element.kind == "camera":
+        return BeamCamera(config.pv(element.pv), name=element.name)
+    group = GROUP_CLASSES[element.kind]
+    return group({m.role: _motor(config, m) for m in element.motors}, name=element.name)
 
 
 def make_beamline(config: BeamlineConfig, name: str = "beamline") -> Beamline:

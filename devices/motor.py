@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from functools import cached_property
 
-from ophyd_async.core import Device, SignalR, TimeoutCalculator
+from ophyd_async.core import SignalR, TimeoutCalculator
 from ophyd_async.epics.motor import Motor, MotorFlyableMovableLogic
 
 from devices.errors import LimitError, MoveError, limit_message
@@ -123,12 +123,3 @@ class KeepChildNames:
         self.__dict__.pop("log", None)  # Device.log caches the name
         for attr, child in self.children():  # type: ignore[attr-defined]
             child.set_name(child.name or f"{name}_{attr}")
-
-
-class SampleStage(KeepChildNames, Device):
-    """Sample x/y stage: two motors that keep their config names (``sample_x``, ``sample_y``)."""
-
-    def __init__(self, x: Motor, y: Motor, name: str = "") -> None:
-        self.x = x
-        self.y = y
-        super().__init__(name)

@@ -21,8 +21,8 @@ from pathlib import Path
 import yaml
 from bluesky.utils import RunEngineInterrupted
 
+from configs.schema import MotorConfig
 from devices import disconnect_channel_access
-from devices.config import MotorConfig
 from plans.processes import agent_service, ca_client_environment, free_port_pair, simulated_beamline
 
 REPO = Path(__file__).resolve().parent.parent

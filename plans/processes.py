@@ -41,12 +41,17 @@ def _udp_free(port: int) -> bool:
     return True
 
 
+CA_MAX_ARRAY_BYTES = 16 * 1024 * 1024  # 4096 x 2048 int16 images
+
+
 def ca_client_environment(port: int) -> dict[str, str]:
     """Channel Access client settings for one IOC on 127.0.0.1:port (see FIELD_NOTES)."""
     return {
         "EPICS_CA_ADDR_LIST": f"127.0.0.1:{port}",
         "EPICS_CA_AUTO_ADDR_LIST": "NO",
         "EPICS_CA_REPEATER_PORT": str(port + 1),
+        # libca's default of 16 kB cuts waveforms: a camera image is size_x * size_y * 2 B
+        "EPICS_CA_MAX_ARRAY_BYTES": str(CA_MAX_ARRAY_BYTES),
     }
 
 

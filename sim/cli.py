@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from devices.config import DEFAULT_CONFIG
+from configs import DEFAULT_BEAMLINE
 from sim.errors import SimError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG),
+    parser.add_argument("--config", default=str(DEFAULT_BEAMLINE),
                         help="beamline YAML (default: %(default)s)")
     parser.add_argument("--port", type=int, default=5064, help="CA server port (default 5064)")
     parser.add_argument("--interface", default="127.0.0.1",

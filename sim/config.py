@@ -1,7 +1,7 @@
 """The ``simulation:`` section of the beamline YAML: the hidden physics only ``sim`` reads.
 
 ``load_config(path)`` validates the whole file: ``beamline:`` with
-:class:`devices.config.BeamlineConfig` and ``simulation:`` with :class:`SimulationConfig`.
+:class:`configs.schema.BeamlineConfig` and ``simulation:`` with :class:`SimulationConfig`.
 Unknown keys are rejected (pydantic ``extra="forbid"``), so a misspelt key never passes.
 """
 
@@ -12,7 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from devices.config import DEFAULT_CONFIG, BeamlineConfig, load_yaml
+from configs import DEFAULT_BEAMLINE
+from configs.schema import BeamlineConfig, load_yaml
 from sim.errors import SimConfigError
 
 SampleName = Literal["particles", "domains", "phase_boundary", "xas"]
@@ -121,7 +122,7 @@ class FullConfig(_Strict):
         return self
 
 
-def load_config(path: str | Path = DEFAULT_CONFIG, *, seed: int | None = None) -> FullConfig:
+def load_config(path: str | Path = DEFAULT_BEAMLINE, *, seed: int | None = None) -> FullConfig:
     """Validate a whole beamline YAML; ``seed`` overrides ``simulation.seed``.
 
     Raises:

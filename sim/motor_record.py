@@ -15,7 +15,7 @@ import numpy as np
 from caproto import ChannelType
 from caproto.server import PVGroup, PvpropertyDouble, pvproperty
 
-from devices.config import MotorConfig
+from configs.schema import MotorConfig
 from sim.config import MotorSimConfig
 from sim.errors import MotorLimitError
 from sim.motor_model import Mechanics

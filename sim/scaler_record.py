@@ -13,7 +13,7 @@ from collections.abc import Callable
 from caproto import ChannelType
 from caproto.server import PVGroup, pvproperty
 
-from devices.config import ScalerConfig
+from configs.schema import ScalerConfig
 
 N_CHANNELS = 32
 

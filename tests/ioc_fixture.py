@@ -31,7 +31,8 @@ from pathlib import Path
 import caproto as ca
 import pytest
 
-from devices.config import DEFAULT_CONFIG, BeamlineConfig
+from configs import DEFAULT_BEAMLINE
+from configs.schema import BeamlineConfig
 from plans.processes import stop_process_group
 from sim.config import FullConfig, load_config
 from sim.server import server_environment
@@ -147,7 +148,7 @@ def spawn_sim(config_path: Path | str, port: int, log_file, extra_args=()) -> su
 
 
 @contextlib.contextmanager
-def running_sim(config_path: Path | str = DEFAULT_CONFIG, port: int = CA_PORT, *,
+def running_sim(config_path: Path | str = DEFAULT_BEAMLINE, port: int = CA_PORT, *,
                 extra_args=(), timeout_s: float = START_TIMEOUT_S) -> Iterator[RunningSim]:
     """Start ``python -m sim`` on ``port``, wait until connectable, stop it on exit."""
     config_path = Path(config_path)
@@ -182,7 +183,7 @@ def sim_beamline() -> Iterator[RunningSim]:
     if _SESSION["users"] == 0:
         stack = contextlib.ExitStack()
         _SESSION["sim"] = stack.enter_context(
-            running_sim(REPO / "configs" / "beamline.yaml", CA_PORT))
+            running_sim(DEFAULT_BEAMLINE, CA_PORT))
         _SESSION["stack"] = stack
     _SESSION["users"] += 1
     try:

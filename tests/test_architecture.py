@@ -1,6 +1,7 @@
 """The layering, kept mechanically: who may import whom (see README, "The pieces").
 
-- ``sim`` and ``devices`` import nothing from ``agent`` or ``plans``;
+- ``configs`` (the schema both ``sim`` and ``devices`` read) imports none of the others;
+- ``sim`` and ``devices`` import nothing from ``agent`` or ``plans``, nor each other;
 - ``agent`` knows positions and numbers, never devices: no ``devices``, ``sim``, ``plans``,
   ophyd or ophyd-async;
 - only the demo (and its scoring) reads the simulator from ``plans``.
@@ -20,7 +21,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 FORBIDDEN = {
-    "sim": {"agent", "plans"},
+    "configs": {"agent", "plans", "sim", "devices", "ophyd", "ophyd_async", "caproto"},
+    "sim": {"agent", "plans", "devices"},
     "devices": {"agent", "plans", "sim"},
     "agent": {"devices", "sim", "plans", "ophyd", "ophyd_async"},
     "plans": {"sim"},

@@ -50,13 +50,14 @@ def bl(RE):
 
 def test_event_field_names_are_config_names(RE, bl):
     docs = []
-    RE(bp.count([bl.scaler, bl.ring_current, bl.shutter, bl.mono_energy]),
+    RE(bp.count([bl.scaler, bl.ring_current, bl.shutter, bl.mono_energy, bl.vkb.pitch]),
        lambda name, doc: docs.append((name, doc)))
     (event,) = [d for n, d in docs if n == "event"]
     assert set(event["data"]) == {"clock", "i0", "det", "ring_current", "shutter_status",
-                                  "mono_energy"}
+                                  "mono_energy", "vkb_pitch"}
     assert bl.sample_stage.x.name == "sample_x" and bl.sample_stage.y.name == "sample_y"
-    assert set(bl.motors) == {"sample_x", "sample_y", "mono_energy"}
+    assert set(bl.motors) == {m.name for m in bl.config.motors}
+    assert {"dcm_pitch", "ssa_gap", "vkb_roll", "hkb_bender", "mono_energy"} <= set(bl.motors)
 
 
 def test_grid_scan_runs_on_mock_beamline(RE, bl):

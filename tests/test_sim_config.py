@@ -42,7 +42,9 @@ def test_seed_override():
         (lambda d: d["simulation"].update(motors={"sample_x": {"jitter": 1}}), "jitter"),
         (lambda d: d["simulation"]["ring"].update(schedule=[{"at_s": 1, "action": "kick"}]),
          "action"),
-        (lambda d: d["beamline"]["motors"][0].update(velocity=0), "velocity"),
+        (lambda d: d["beamline"]["elements"][0]["motors"][0].update(velocity=0), "velocity"),
+        (lambda d: d["beamline"]["elements"][0]["motors"][0].update(role="yaw"), "yaw"),
+        (lambda d: d["beamline"]["elements"].append({"kind": "mirror"}), "mirror"),
         (lambda d: d.update(simulatoin={}), "simulatoin"),
     ],
 )

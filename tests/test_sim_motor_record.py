@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from devices.config import MotorConfig
+from configs.schema import MotorConfig
 from sim.config import MotorSimConfig, StallConfig
 from sim.errors import MotorLimitError
 from sim.motor_record import MotorRecord
