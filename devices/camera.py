@@ -97,7 +97,7 @@ class BeamCamera(StandardReadable):
             fmt = Format.HINTED_UNCACHED_SIGNAL if attr == "total" else Format.UNCACHED_SIGNAL
             with self.add_children_as_readables(fmt):
                 setattr(self, attr, epics_signal_r(float, stats + suffix))
-        self.image = epics_signal_r(Array1D[np.uint16], prefix + "image1:ArrayData")
+        self.image = epics_signal_r(Array1D[np.int16], prefix + "image1:ArrayData")
         if read_image:
             self.add_readables([self.image], Format.UNCACHED_SIGNAL)
         super().__init__(name)

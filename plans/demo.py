@@ -21,11 +21,11 @@ from pathlib import Path
 import yaml
 from bluesky.utils import RunEngineInterrupted
 
+from configs import DEFAULT_AGENT, DEFAULT_BEAMLINE
 from configs.schema import MotorConfig
 from devices import disconnect_channel_access
 from plans.processes import agent_service, ca_client_environment, free_port_pair, simulated_beamline
 
-REPO = Path(__file__).resolve().parent.parent
 SAMPLES = ("particles", "domains", "phase_boundary")
 PLAN_OVERHEAD_S = 0.04  # bluesky scan overhead per point, ophyd-async (bench_scan_overhead)
 
@@ -45,14 +45,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def write_configs(args: argparse.Namespace, out: Path) -> tuple[Path, Path]:
     """The demo's beamline and agent YAMLs, derived from configs/ with the chosen options."""
-    beamline = yaml.safe_load((REPO / "configs" / "beamline.yaml").read_text())
-    stage = [m for m in beamline["beamline"]["motors"] if m["name"] in ("sample_x", "sample_y")]
+    beamline = yaml.safe_load(DEFAULT_BEAMLINE.read_text())
+    stage = [m for element in beamline["beamline"]["elements"] for m in element.get("motors", ())
+             if m["name"] in ("sample_x", "sample_y")]
     for motor in stage:
         motor["velocity"] = args.velocity_mm_s
     accl = max(m.get("acceleration_s", MotorConfig.model_fields["acceleration_s"].default)
                for m in stage)
     beamline.setdefault("simulation", {}).update(sample=args.sample, seed=args.seed)
-    agent = yaml.safe_load((REPO / "configs" / "agent.yaml").read_text())
+    agent = yaml.safe_load(DEFAULT_AGENT.read_text())
     for coordinate in agent["engine"]["coordinates"]:
         coordinate["velocity"] = args.velocity_mm_s
     agent["engine"]["stop"] = {"max_points": args.points}

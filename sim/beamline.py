@@ -1,7 +1,9 @@
 """Assemble the simulated beamline's PV groups from a validated config.
 
-Optics (slits, mono crystals, KB mirrors, a beam camera) would be further groups added in
-:meth:`SimBeamline.__init__` and listed in :meth:`SimBeamline.records`.
+Every motor of ``beamline.elements`` is a motor record; a ``camera`` element is an
+areaDetector-style camera whose frames come from the optics train
+(:mod:`sim.optics_train`), which also sets the sample counts' transmission and spot size.
+A beamline without optics elements has neither (its sample sees the nominal beam).
 """
 
 from __future__ import annotations
@@ -10,8 +12,11 @@ import asyncio
 
 import numpy as np
 
+from sim.camera_record import CameraRecord, camera_records, make_camera_record
 from sim.config import FullConfig
 from sim.motor_record import MotorRecord
+from sim.optics.camera import nd_stats
+from sim.optics_train import OpticsTrain, optics_motors
 from sim.physics import CountModel, Exposure
 from sim.ring import RingCurrent, RingGroup
 from sim.samples import Sample, make_sample
@@ -35,16 +40,22 @@ class SimBeamline:
         self.config = config
         self.sample = hidden_sample(config)
         self.model = CountModel(sim.flux, self.sample, sim.seed)
+        self.optics = OpticsTrain(bl, sim.optics, sim.seed) if optics_motors(bl) else None
         self.motors = {
-            m.name: MotorRecord(bl.pv(m.pv), m, sim.motor(m.name), sim.tick_s,
+            m.name: MotorRecord(bl.pv(m.pv), self._placed(m), sim.motor(m.name), sim.tick_s,
                                 np.random.default_rng([sim.seed, 0x30, i]))
             for i, m in enumerate(bl.motors)
         }
         self.ring = RingGroup(bl.prefix, RingCurrent(sim.ring))
         self.shutter = ShutterGroup(bl.prefix, sim.shutter)
         self.scaler = ScalerRecord(bl.pv(bl.scaler.pv), bl.scaler, self.counts)
+        self.cameras: list[CameraRecord] = []
+        if self.optics is not None:
+            self.optics.attach(self.motors)
+            self.cameras.append(make_camera_record(
+                bl.pv(self.optics.camera.pv), self.optics.camera, self.optics.frame, nd_stats))
         self.pvdb: dict = {}
-        for group in (*self.motors.values(), self.ring, self.shutter, self.scaler):
+        for group in self._groups():
             self.pvdb.update(group.pvdb)
         # PV names the config may rename (the groups use the default suffixes)
         for default, configured in (("RING:CURRENT", bl.ring_current_pv),
@@ -52,6 +63,16 @@ class SimBeamline:
                                     ("SHUTTER:STATUS", bl.shutter_status_pv)):
             if default != configured:
                 self.pvdb[bl.pv(configured)] = self.pvdb.pop(bl.pv(default))
+
+    def _placed(self, motor):
+        """The motor's config with the optics train's start-up position, if it has one."""
+        start = self.optics.start_position(motor.name) if self.optics else None
+        if start is None:
+            return motor
+        return motor.model_copy(update={"initial_position": round(start, motor.precision)})
+
+    def _groups(self) -> tuple:
+        return (*self.motors.values(), self.ring, self.shutter, self.scaler, *self.cameras)
 
     def records(self) -> list[tuple[str, str]]:
         """(record name, record type) of every record, as ``dbl`` would list them."""
@@ -62,12 +83,17 @@ class SimBeamline:
         out += [(bl.pv(bl.ring_current_pv), "ai"), (bl.pv("RING:DUMP"), "bo"),
                 (bl.pv("RING:REFILL"), "bo"), (bl.pv(bl.shutter_pv), "bo"),
                 (bl.pv(bl.shutter_status_pv), "bi")]
+        for camera in self.cameras:
+            out += camera_records(camera)
         return out
 
     def exposure(self, time_s: float) -> Exposure:
         """Conditions of a count of ``time_s`` seconds taken now."""
         beam = self.config.simulation.beam
+        transmission, spot_x, spot_y = (self.optics.spot_at_sample() if self.optics
+                                        else (1.0, 0.0, 0.0))
         return Exposure(
+            transmission=transmission, spot_x_mm=spot_x, spot_y_mm=spot_y,
             time_s=time_s,
             ring_fraction=self.ring.ring.fraction(),
             shutter_open=self.shutter.is_open,
@@ -92,8 +118,11 @@ class SimBeamline:
 
     async def initialise(self) -> None:
         """Write every config-derived value; call before serving."""
-        for group in (*self.motors.values(), self.ring, self.shutter, self.scaler):
+        for group in self._groups():
             await group.initialise()
+        for camera in self.cameras:
+            await camera.stats.centroid_threshold.write(
+                self.config.simulation.optics.centroid_threshold)
 
     async def run_background(self, async_lib=None) -> None:
         """Background loops (ring current); a caproto ``startup_hook``."""

@@ -148,7 +148,8 @@ class CameraRecord(PVGroup):
     async def _post_stats(self, frame: np.ndarray) -> None:
         stats = self.stats_fn(frame, self.stats.centroid_threshold.value)
         for name, value in stats.items():
-            await getattr(self.stats, name).write(float(value))
+            if np.isfinite(value):  # no pixel above threshold: NDStats keeps the old values
+                await getattr(self.stats, name).write(float(value))
         await self.stats.array_counter_rbv.write(self.stats.array_counter_rbv.value + 1)
 
 
@@ -165,7 +166,7 @@ def record_type(channel) -> str:
     ``longin``/``longout``, ``bi``/``bo``/``mbbi``, ``waveform``."""
     if channel.max_length > 1:
         return "waveform"
-    out = not getattr(channel, "read_only", False)
+    out = not channel.pvspec.read_only
     if channel.data_type == ChannelType.ENUM:
         return ("bo" if len(channel.enum_strings) == 2 else "mbbo") if out else \
             ("bi" if len(channel.enum_strings) == 2 else "mbbi")

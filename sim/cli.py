@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interface", default="127.0.0.1",
                         help="interface to serve on (default 127.0.0.1; wider must be explicit)")
     parser.add_argument("--seed", type=int, default=None, help="override simulation.seed")
+    parser.add_argument("--misalign", type=float, default=None, metavar="FRACTION",
+                        help="override simulation.optics.misalignment_fraction (0 to 0.5)")
     parser.add_argument("--list", action="store_true",
                         help="print 'record type' lines, like dbl, and exit")
 
@@ -26,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from sim.server import run_until_signal
 
     try:
-        config = load_config(args.config, seed=args.seed)
+        config = load_config(args.config, seed=args.seed, misalignment=args.misalign)
         beamline = SimBeamline(config)
     except SimError as exc:
         print(f"beamagent sim: {exc}", file=sys.stderr)

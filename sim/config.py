@@ -87,6 +87,28 @@ class BeamAxesConfig(_Strict):
     energy_motor: str = "mono_energy"
 
 
+class OpticsSimConfig(_Strict):
+    """Hidden state of the optics train (``sim.optics``); used when the beamline has optics.
+
+    At start-up every optics motor sits at the hidden optimum (found inside the motors' soft
+    limits by :func:`sim.optics.scoring.find_optimum`) plus, per DOF, a uniform offset of up
+    to ``misalignment_fraction`` of its range (re-drawn until some beam is on the camera).
+    """
+
+    variant: Literal["standard", "hard"] = Field(
+        default="standard",
+        description="hard: two-actuator VKB bender with coma, mirror slope errors (OPTICS.md)")
+    misalignment_fraction: float = Field(
+        default=0.0, ge=0, le=0.5, description="start-up misalignment, fraction of each range")
+    drift_dof: str = Field(default="dcm.pitch", description="DOF key that drifts, e.g. dcm.pitch")
+    drift_per_hour: float = Field(default=0.0, description="drift rate, DOF units per hour")
+    counts_per_photon: float = Field(
+        default=1.0e-5, gt=0, description="camera counts per photon (attenuators x gain)")
+    background_cps: float = Field(default=10.0, ge=0, description="camera counts/s/pixel")
+    centroid_threshold: float = Field(
+        default=5.0, ge=0, description="Stats1:CentroidThreshold at start-up, counts")
+
+
 class SimulationConfig(_Strict):
     """The ``simulation:`` section. Every field has a default, so the section may be omitted."""
 
@@ -98,6 +120,7 @@ class SimulationConfig(_Strict):
     shutter: ShutterConfig = ShutterConfig()
     beam: BeamAxesConfig = BeamAxesConfig()
     motors: dict[str, MotorSimConfig] = Field(default_factory=dict)
+    optics: OpticsSimConfig = OpticsSimConfig()
 
     def motor(self, name: str) -> MotorSimConfig:
         """Imperfections of motor ``name`` (ideal if not listed)."""
@@ -122,8 +145,10 @@ class FullConfig(_Strict):
         return self
 
 
-def load_config(path: str | Path = DEFAULT_BEAMLINE, *, seed: int | None = None) -> FullConfig:
-    """Validate a whole beamline YAML; ``seed`` overrides ``simulation.seed``.
+def load_config(path: str | Path = DEFAULT_BEAMLINE, *, seed: int | None = None,
+                misalignment: float | None = None) -> FullConfig:
+    """Validate a whole beamline YAML; ``seed`` overrides ``simulation.seed`` and
+    ``misalignment`` overrides ``simulation.optics.misalignment_fraction``.
 
     Raises:
         SimConfigError: a key is unknown or a value is invalid (the message names it).
@@ -133,7 +158,14 @@ def load_config(path: str | Path = DEFAULT_BEAMLINE, *, seed: int | None = None)
         full = FullConfig.model_validate(data)
     except (ValueError, OSError) as exc:  # pydantic.ValidationError is a ValueError
         raise SimConfigError(f"{path}: {exc}") from exc
+    data.setdefault("simulation", {})
     if seed is not None:
-        sim = full.simulation.model_copy(update={"seed": seed})
-        full = full.model_copy(update={"simulation": sim})
+        data["simulation"]["seed"] = seed
+    if misalignment is not None:
+        data["simulation"].setdefault("optics", {})["misalignment_fraction"] = misalignment
+    if seed is not None or misalignment is not None:
+        try:  # re-validated, so an override is checked like the file
+            full = FullConfig.model_validate(data)
+        except ValueError as exc:
+            raise SimConfigError(f"{path} with overrides: {exc}") from exc
     return full
