@@ -4,9 +4,9 @@ PVs (areaDetector names, prefix ``$(P)`` from the config, e.g. ``BL:CAM1:``):
 driver ``cam1:Acquire`` (put completes when the frame is done), ``cam1:AcquireTime``,
 ``cam1:DetectorState_RBV``, ``cam1:ArrayCounter_RBV``, ``cam1:ArraySizeX_RBV``/``Y``;
 image ``image1:ArrayData``; NDStats ``Stats1:Total_RBV``, ``MaxValue_RBV``,
-``CentroidX_RBV``, ``CentroidY_RBV``, ``SigmaX_RBV``, ``SigmaY_RBV``, ``SigmaXY_RBV``,
-``CentroidThreshold``, ``ArrayCounter_RBV``. ophyd-async 0.21's ``NDStatsIO`` has ``total``
-only (FIELD_NOTES), so the centroid and sigma signals are declared here.
+``MeanValue_RBV``, ``CentroidX_RBV``, ``CentroidY_RBV``, ``SigmaX_RBV``, ``SigmaY_RBV``,
+``SigmaXY_RBV``, ``CentroidThreshold``, ``ArrayCounter_RBV``. ophyd-async 0.21's
+``NDStatsIO`` has ``total`` only (FIELD_NOTES), so the other statistics are declared here.
 
 Freshness: ``trigger`` returns only once ``Stats1:ArrayCounter_RBV`` has passed the value it
 had before the frame, and the stats are read uncached after that, so a reading never holds
@@ -40,6 +40,7 @@ COUNTER_POLL_S = 0.002  # re-read period while the stats counter has not yet mov
 STATS_FIELDS = (
     ("total", "Total_RBV", "counts"),
     ("max_value", "MaxValue_RBV", "counts"),
+    ("mean_value", "MeanValue_RBV", "counts"),
     ("centroid_x", "CentroidX_RBV", "px"),
     ("centroid_y", "CentroidY_RBV", "px"),
     ("sigma_x", "SigmaX_RBV", "px"),

@@ -43,6 +43,7 @@ class ClassicBeamCamera(Device):
     image = Cpt(EpicsSignalRO, "image1:ArrayData", kind=Kind.omitted, auto_monitor=False)
     total = _stats("Total_RBV", Kind.hinted)
     max_value = _stats("MaxValue_RBV", Kind.normal)
+    mean_value = _stats("MeanValue_RBV", Kind.normal)
     centroid_x = _stats("CentroidX_RBV", Kind.normal)
     centroid_y = _stats("CentroidY_RBV", Kind.normal)
     sigma_x = _stats("SigmaX_RBV", Kind.normal)

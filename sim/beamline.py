@@ -53,7 +53,7 @@ class SimBeamline:
         if self.optics is not None:
             self.optics.attach(self.motors)
             self.cameras.append(make_camera_record(
-                bl.pv(self.optics.camera.pv), self.optics.camera, self.optics.frame, nd_stats))
+                bl.pv(self.optics.camera.pv), self.optics.camera, self.camera_frame, nd_stats))
         self.pvdb: dict = {}
         for group in self._groups():
             self.pvdb.update(group.pvdb)
@@ -86,6 +86,11 @@ class SimBeamline:
         for camera in self.cameras:
             out += camera_records(camera)
         return out
+
+    def camera_frame(self, exposure_s: float) -> np.ndarray:
+        """A beam-camera frame: the optics' beam, scaled by ring current and shutter."""
+        fraction = self.ring.ring.fraction() * (1.0 if self.shutter.is_open else 0.0)
+        return self.optics.frame(exposure_s, fraction)
 
     def exposure(self, time_s: float) -> Exposure:
         """Conditions of a count of ``time_s`` seconds taken now."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 
@@ -100,9 +101,12 @@ class OpticsTrain:
     def beam(self) -> BeamAtCamera:
         return self.model.beam(self.positions(), t_s=time.monotonic() - self._t0)
 
-    def frame(self, exposure_s: float) -> np.ndarray:
-        """One frame (size_y, size_x) of counts for an exposure of ``exposure_s`` s."""
-        return render(self.beam(), self.params.camera, exposure_s, self.frame_rng)
+    def frame(self, exposure_s: float, beam_fraction: float = 1.0) -> np.ndarray:
+        """One frame (size_y, size_x) of counts for an exposure of ``exposure_s`` s;
+        ``beam_fraction`` scales the flux (ring current / nominal, 0 with the shutter shut)."""
+        beam = self.beam()
+        beam = replace(beam, flux_ph_s=beam.flux_ph_s * beam_fraction)
+        return render(beam, self.params.camera, exposure_s, self.frame_rng)
 
     def spot_at_sample(self) -> tuple[float, float, float]:
         """(transmission relative to the aligned optics, spot rms x, y in mm)."""
