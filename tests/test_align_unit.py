@@ -1,0 +1,169 @@
+"""align on in-process simulated axes (ophyd.sim SynAxis) and a soft objective: the plan's
+logic (ask/move/read/tell, failures, back-to-best, warm start, stops), not the IOCs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from bluesky import RunEngine
+from ophyd.sim import SynAxis
+
+from plans.align import AlignmentResult, align
+from plans.errors import PlanArgumentError
+from plans.warm_start import measurements_from_documents
+
+PEAK = {"ax": 1.0, "ay": -2.0, "az": 0.5}
+BOUNDS = {"ax": (-5.0, 5.0), "ay": (-5.0, 5.0), "az": (-5.0, 5.0)}
+
+
+class Objective:
+    """A peaked objective of the axes' readbacks; fails (beam lost) beyond ``radius``."""
+
+    def __init__(self, axes, radius=math.inf):
+        self.name, self.parent, self.axes, self.radius = "objective", None, axes, radius
+        self.reads = []
+
+    def trigger(self):
+        from ophyd.status import Status
+        status = Status()
+        status.set_finished()
+        return status
+
+    def _value(self):
+        r2 = sum((ax.readback.get() - PEAK[ax.name]) ** 2 for ax in self.axes)
+        return 1000.0 * math.exp(-r2 / (2 * 1.5**2)), math.sqrt(r2)
+
+    def read(self):
+        value, r = self._value()
+        failure = "beam lost" if r > self.radius else ""
+        self.reads.append({ax.name: ax.readback.get() for ax in self.axes})
+        return {"objective": {"value": 0.0 if failure else value, "timestamp": 0.0},
+                "objective_variance": {"value": value / 100 + 1e-3, "timestamp": 0.0},
+                "objective_failure": {"value": failure, "timestamp": 0.0}}
+
+    def describe(self):
+        return {"objective": {"source": "test", "dtype": "number", "shape": []},
+                "objective_variance": {"source": "test", "dtype": "number", "shape": []},
+                "objective_failure": {"source": "test", "dtype": "string", "shape": []}}
+
+
+@pytest.fixture
+def axes():
+    made = [SynAxis(name=n) for n in PEAK]
+    for ax in made:
+        ax.set(0.0).wait()
+    return made
+
+
+def run(RE, plan):
+    docs = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    RE(plan)
+    return docs
+
+
+def events(docs, stream):
+    uids = {d["uid"] for n, d in docs if n == "descriptor" and d["name"] == stream}
+    return [d for n, d in docs if n == "event" and d["descriptor"] in uids]
+
+
+def test_align_finds_the_peak_and_remeasures_it(axes):
+    RE, det = RunEngine(), Objective(axes)
+    result = {}
+
+    def plan():
+        result["r"] = yield from align([det], *axes, value="objective", max_evaluations=40,
+                                       bounds=BOUNDS)
+
+    docs = run(RE, plan())
+    r: AlignmentResult = result["r"]
+    assert r.evaluations == 40 and r.failures == 0
+    assert r.value > 0.9 * 1000.0, r
+    assert len(events(docs, "primary")) == 40
+    assert len(events(docs, "proposals")) == 40
+    best_events = events(docs, "best")
+    assert len(best_events) == 1
+    assert best_events[0]["data"]["ax"] == pytest.approx(r.best["ax"])
+    assert r.remeasured == pytest.approx(r.value, rel=1e-9)  # noise-free objective
+    start = next(d for n, d in docs if n == "start")
+    assert start["plan_name"] == "align" and start["motors"] == list(PEAK)
+
+
+def test_failures_are_not_modelled_and_the_plan_returns_to_the_best(axes):
+    RE, det = RunEngine(), Objective(axes, radius=3.0)
+    sets = []
+    RE.msg_hook = lambda msg: sets.append((msg.obj.name, msg.args[0])) if msg.command == "set" \
+        else None
+    result = {}
+
+    def plan():
+        result["r"] = yield from align([det], *axes, value="objective", max_evaluations=30,
+                                       bounds=BOUNDS, optimiser="random_search",
+                                       max_failures_in_row=2)
+
+    run(RE, plan())
+    r = result["r"]
+    failed = [m for m in r.measurements if m.failure]
+    assert r.failures == len(failed) > 0
+    assert all(not m.values for m in failed)
+    moves = [dict(sets[i:i + 3]) for i in range(0, len(sets), 3)]
+    # one move per evaluation; after 2 failures in a row a move back to the best so far;
+    # at the end a move to the best
+    expected, streak, best, returns = [], 0, None, 0
+    for m in r.measurements:
+        expected.append(m.positions)
+        streak = streak + 1 if m.failure else 0
+        if not m.failure and (best is None or m.values["objective"] > best[1]):
+            best = (m.positions, m.values["objective"])
+        if streak == 2 and best is not None:
+            expected.append(best[0])
+            streak, returns = 0, returns + 1
+    assert returns > 0, "the test objective should fail twice in a row somewhere"
+    assert moves == [*expected, r.best]
+
+
+def test_warm_start_from_documents_keeps_the_best(axes):
+    RE, det = RunEngine(), Objective(axes)
+    first, second = {}, {}
+
+    def plan(out, **kw):
+        out["r"] = yield from align([det], *axes, value="objective", bounds=BOUNDS, **kw)
+
+    docs = run(RE, plan(first, max_evaluations=25))
+    history = measurements_from_documents(docs)
+    assert len(history) == 25
+    assert [m.positions for m in history] == [m.positions for m in first["r"].measurements]
+    for ax in axes:
+        ax.set(-4.0).wait()  # the beamline moved overnight
+    docs2 = run(RE, plan(second, max_evaluations=3, history=history))
+    assert second["r"].value >= first["r"].value  # the earlier best is known at once
+    assert second["r"].evaluations == 3
+    assert next(d for n, d in docs2 if n == "start")["history_size"] == 25
+
+
+def test_patience_stops_a_run_that_no_longer_improves(axes):
+    RE, det = RunEngine(), Objective(axes)
+    out = {}
+
+    def plan():
+        out["r"] = yield from align([det], *axes, value="objective", bounds=BOUNDS,
+                                    max_evaluations=200, patience=5, min_improvement=0.5)
+
+    run(RE, plan())
+    assert out["r"].evaluations < 200
+    assert "patience=5" in out["r"].stop_reason
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"value": "nope"}, "detector field 'nope'"),
+    ({"optimiser": "simplex"}, "choose one of"),
+    ({"bounds": {**BOUNDS, "ax": (2.0, 5.0)}}, "outside the bounds"),
+    ({"options": {"length_init": 7}}, "length_init"),
+])
+def test_bad_arguments_are_refused_before_any_move(axes, kwargs, message):
+    RE, det = RunEngine(), Objective(axes)
+    args = {"value": "objective", "bounds": BOUNDS, "max_evaluations": 5, **kwargs}
+    with pytest.raises(PlanArgumentError, match=message):
+        RE(align([det], *axes, **args))
+    assert det.reads == []
