@@ -167,3 +167,42 @@ def test_bad_arguments_are_refused_before_any_move(axes, kwargs, message):
     with pytest.raises(PlanArgumentError, match=message):
         RE(align([det], *axes, **args))
     assert det.reads == []
+
+
+def test_progressive_align_runs_stages_then_a_warm_global_pass(axes):
+    from plans.align_strategies import progressive_align
+    RE, det = RunEngine(), Objective(axes)
+    out = {}
+
+    def plan():
+        out["r"] = yield from progressive_align(
+            [det], [axes[:1], axes[1:]], value="objective", stage_evaluations=12,
+            patience=None, global_evaluations=10, bounds=BOUNDS)
+
+    docs = run(RE, plan())
+    stage1, stage2, final = out["r"]
+    assert (stage1.evaluations, stage2.evaluations, final.evaluations) == (12, 12, 10)
+    starts = [d for n, d in docs if n == "start"]
+    assert [s["progressive_stage"] for s in starts] == [0, 1, "global"]
+    assert starts[2]["history_size"] == 24
+    assert set(stage1.best) == {"ax"} and set(final.best) == set(PEAK)
+    assert final.value >= max(stage1.value, stage2.value)
+
+
+def test_sequential_align_is_rel_scans_with_peakstats(axes):
+    from plans.align_strategies import sequential_align
+    RE, det = RunEngine(), Objective(axes)
+    out = {}
+
+    def plan():
+        out["r"] = yield from sequential_align([det], *axes, value="objective", passes=2,
+                                               num=9, bounds=BOUNDS)
+
+    docs = run(RE, plan())
+    r = out["r"]
+    assert r.evaluations == 2 * 3 * 9 == len(events(docs, "primary"))
+    assert sum(1 for n, _ in docs if n == "start") == 6
+    # separable peak: the scans find each coordinate to within the second pass's step
+    for ax in axes:
+        assert ax.readback.get() == pytest.approx(PEAK[ax.name], abs=10 * 0.25 / 8 + 1e-9)
+    assert r.value == pytest.approx(det._value()[0])
