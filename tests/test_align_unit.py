@@ -4,6 +4,8 @@ logic (ask/move/read/tell, failures, back-to-best, warm start, stops), not the I
 from __future__ import annotations
 
 import math
+import os
+import signal
 
 import pytest
 from bluesky import RunEngine
@@ -206,3 +208,34 @@ def test_sequential_align_is_rel_scans_with_peakstats(axes):
     for ax in axes:
         assert ax.readback.get() == pytest.approx(PEAK[ax.name], abs=10 * 0.25 / 8 + 1e-9)
     assert r.value == pytest.approx(det._value()[0])
+
+
+def test_pause_and_resume_lose_and_repeat_no_evaluation(axes):
+    from bluesky.utils import RunEngineInterrupted
+    RE, det = RunEngine(), Objective(axes)
+    out, seen = {}, []
+
+    def pause_at_fifth(name, doc):
+        if name == "event" and "objective" in doc["data"]:
+            seen.append(doc["seq_num"])
+            if len(seen) == 5:
+                os.kill(os.getpid(), signal.SIGINT)  # a scientist's Ctrl-C
+
+    def plan():
+        out["r"] = yield from align([det], *axes, value="objective", max_evaluations=12,
+                                    bounds=BOUNDS)
+
+    docs = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    RE.subscribe(pause_at_fifth)
+    with pytest.raises(RunEngineInterrupted):
+        RE(plan())
+    RE.resume()
+    r = out["r"]
+    primary = events(docs, "primary")
+    assert len(primary) == r.evaluations == 12 == len(r.measurements)
+    assert [e["seq_num"] for e in primary] == list(range(1, 13))
+    ids = [e["data"]["proposal_id"] for e in events(docs, "proposals")]
+    assert len(ids) == len(set(ids)) == 12
+    assert [m.positions for m in r.measurements] == [
+        {ax: e["data"][ax] for ax in PEAK} for e in primary]
