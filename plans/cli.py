@@ -1,4 +1,4 @@
-"""The ``beamagent`` console script: ``beamagent sim|agent|demo ...``.
+"""The ``beamagent`` console script: ``beamagent sim|agent|demo|align-demo ...``.
 
 Each subcommand lives in its own package and is imported only when chosen, so
 ``beamagent agent`` never imports the simulator.
@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "sim": ("sim.cli", "serve the simulated beamline (caproto IOCs) on loopback"),
     "agent": ("agent.cli", "serve the GP decision engine over ZeroMQ"),
     "demo": ("plans.demo", "run an autonomous 2-D map end to end on the simulator"),
+    "align-demo": ("plans.align_demo", "align the simulated optics end to end, with baselines"),
 }
 
 
