@@ -4,7 +4,6 @@ from the same start, re-measure, plot. Imported only after the CA environment is
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
@@ -23,19 +22,26 @@ from devices import disconnect_channel_access, load_beamline_config, make_beamli
 from plans.align import align  # noqa: E402
 from plans.align_strategies import sequential_align  # noqa: E402
 from plans.objective import FluxDensity, measure_dark  # noqa: E402
+from plans.tasks import run_coroutine  # noqa: E402
+from sim.config import load_config  # noqa: E402
+from sim.optics_train import OpticsTrain  # noqa: E402
 
 OPTICS_KINDS = ("dcm", "slits", "kb_mirror")
+ZOOM_PX = 40  # camera pixels shown around the spot in the figure
 LABELS = {"bo": "align (trust-region BO, gpCAM)", "sequential": "sequential 1-D rel_scans",
           "nelder_mead": "Nelder-Mead (scipy)"}
 
 
 class EvaluationProgress(CallbackBase):
-    """Collects the objective of every primary event (across runs) and prints progress."""
+    """Collects the objective and motor readbacks of every primary event (across runs) and
+    prints progress."""
 
-    def __init__(self, label: str, field: str, expected: int):
+    def __init__(self, label: str, field: str, expected: int, start: dict[str, float]):
         super().__init__()
         self.label, self.field, self.expected = label, field, max(1, expected)
+        self._here = dict(start)  # a 1-D scan's events hold only the motor it moves
         self.values: list[float] = []
+        self.positions: list[list[float]] = []
         self._primary: set[str] = set()
         self._t0 = time.monotonic()
 
@@ -46,6 +52,8 @@ class EvaluationProgress(CallbackBase):
     def event(self, doc):
         if doc["descriptor"] in self._primary and self.field in doc["data"]:
             self.values.append(float(doc["data"][self.field]))
+            self._here.update({m: float(doc["data"][m]) for m in self._here if m in doc["data"]})
+            self.positions.append(list(self._here.values()))
             k = len(self.values)
             if k % max(1, self.expected // 10) == 0 or k == self.expected:
                 print(f"  {self.label}: frame {k}/{self.expected}  best {max(self.values):.4g}"
@@ -56,6 +64,9 @@ class AlignDemoSession:
     def __init__(self, beamline_yaml: Path, out: Path, args: argparse.Namespace):
         self.out, self.args = out, args
         self.config = load_beamline_config(beamline_yaml)
+        full = load_config(beamline_yaml)  # the hidden truth, for scoring only
+        self.j_star = OpticsTrain(full.beamline, full.simulation.optics,
+                                  full.simulation.seed).j_star
         self.RE = RunEngine(call_returns_result=True)  # before connecting (FIELD_NOTES)
 
     def abort(self) -> None:
@@ -81,20 +92,34 @@ class AlignDemoSession:
         dark = self.RE(measure_dark(bl.beam_camera, bl.shutter)).plan_result
         det = FluxDensity(getattr(bl, camera.name), camera, dark)
         j_start = self.measure(det)
+        frames = {"start": self.frame(bl)}
         print(f"  {len(motors)} optics motors connected; dark {dark:.1f} counts/s/pixel; "
-              f"start flux density {j_start:.4g} counts/s/um^2")
-        curves, finals, walls = {}, {}, {}
+              f"start flux density {j_start:.4g} counts/s/um^2 "
+              f"({j_start / self.j_star:.1%} of the optimum)")
+        runs = {}
         for method in self.args.methods:
             self.RE(bps.mv(*[x for m in motors for x in (m, start[m.name])]))
-            progress = EvaluationProgress(method, det.name, self.args.evaluations)
+            progress = EvaluationProgress(method, det.name, self.args.evaluations, start)
             t0 = time.monotonic()
             self.RE(self.plan(method, det, motors),
                     [JSONLinesWriter(str(self.out / "documents")), progress])
-            walls[method] = time.monotonic() - t0
-            finals[method] = self.measure(det)  # at the positions the method ends at
-            curves[method] = progress.values
-        self.figure(curves, j_start)
-        return self.summary(j_start, curves, finals, walls, dark, len(motors))
+            final = self.measure(det)  # at the positions the method ends at
+            frames[method] = self.frame(bl)
+            runs[method] = {"values": progress.values, "final": final,
+                            "wall_s": time.monotonic() - t0,
+                            "travel": self.travel(progress.positions, start, motors)}
+        self.figure(runs, j_start, frames, camera)
+        return self.summary(j_start, runs, dark, len(motors))
+
+    def frame(self, bl) -> np.ndarray:
+        """The camera's last image, (size_y, size_x) counts."""
+        return np.asarray(self.RE(run_coroutine(bl.beam_camera.frame)).plan_result)
+
+    def travel(self, positions: list[list[float]], start: dict, motors) -> float:
+        """Total motor travel, in motor ranges summed over motors."""
+        spans = np.array([self.config.motor(m.name).span for m in motors])
+        path = np.vstack([[start[m.name] for m in motors], *positions]) / spans
+        return float(np.abs(np.diff(path, axis=0)).sum())
 
     def plan(self, method: str, det, motors):
         n = self.args.evaluations
@@ -108,31 +133,47 @@ class AlignDemoSession:
         return sequential_align([det], *motors, value=det.name, passes=passes,
                                 num=max(3, n // (passes * len(motors))))
 
-    def figure(self, curves: dict[str, list[float]], j_start: float) -> None:
-        fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
-        for method, values in curves.items():
+    def figure(self, runs: dict, j_start: float, frames: dict, camera) -> None:
+        """Best-so-far J / J* per method; below, the camera frame at the start and at each
+        method's end, zoomed on the spot (ZOOM_PX pixels around the brightest pixel)."""
+        fig = plt.figure(figsize=(3 * len(frames), 7.5), layout="constrained")
+        grid = fig.add_gridspec(2, len(frames), height_ratios=[1.4, 1])
+        ax = fig.add_subplot(grid[0, :])
+        for method, run in runs.items():
+            values = np.asarray(run["values"]) / self.j_star
             ax.plot(np.arange(1, len(values) + 1), np.maximum.accumulate(values),
                     label=LABELS[method])
-        ax.axhline(j_start, color="gray", ls=":", label="misaligned start")
+        ax.axhline(j_start / self.j_star, color="gray", ls=":", label="misaligned start")
+        ax.axhline(0.95, color="k", lw=0.5, ls="--", label="95 % of the optimum")
         ax.set_xlabel("camera frames (evaluations)")
-        ax.set_ylabel("best flux density so far (counts/s/um$^2$)")
-        ax.set_title("Optics alignment on the simulated beamline, same start")
+        ax.set_ylabel("best flux density so far / optimum")
+        ax.set_title("Optics alignment from one misaligned start", fontsize=10)
         ax.legend(fontsize=8)
+        for k, (name, image) in enumerate(frames.items()):
+            axi = fig.add_subplot(grid[1, k])
+            iy, ix = np.unravel_index(int(np.argmax(image)), image.shape)
+            y0, x0 = max(0, iy - ZOOM_PX // 2), max(0, ix - ZOOM_PX // 2)
+            crop = image[y0:y0 + ZOOM_PX, x0:x0 + ZOOM_PX]
+            px = camera.pixel_um
+            axi.imshow(crop, origin="lower", cmap="magma", extent=[
+                x0 * px, (x0 + crop.shape[1]) * px, y0 * px, (y0 + crop.shape[0]) * px])
+            axi.set_title(f"{name}: max {int(image.max())} counts", fontsize=9)
+            axi.set_xlabel("x on the camera (um)")
         fig.savefig(self.out / "alignment.png", dpi=90)
         plt.close(fig)
 
-    def summary(self, j_start, curves, finals, walls, dark, n_motors) -> dict:
-        best_any = max(max(v) for v in curves.values() if v)
+    def summary(self, j_start: float, runs: dict, dark: float, n_motors: int) -> dict:
         out = {"optics motors": n_motors, "dark rate": f"{dark:.1f} counts/s/pixel",
-               "start flux density": f"{j_start:.4g} counts/s/um^2"}
-        for method, values in curves.items():
-            best = np.maximum.accumulate(values)
-            hit = np.nonzero(best >= 0.95 * best_any)[0]
-            reached = f"{hit[0] + 1} frames" if hit.size else "never"
+               "optimum (hidden truth)": f"{self.j_star:.4g} counts/s/um^2",
+               "start": f"{j_start / self.j_star:.1%} of the optimum"}
+        for method, run in runs.items():
+            best = np.maximum.accumulate(np.asarray(run["values"]) / self.j_star)
+            hit = np.nonzero(best >= 0.95)[0]
+            reached = f"after {hit[0] + 1} frames" if hit.size else "not reached"
             out[LABELS[method]] = (
-                f"final {finals[method]:.4g} ({finals[method] / j_start:.1f}x start), "
-                f"{len(values)} frames, 95 % of the best of all methods after {reached}, "
-                f"{walls[method]:.0f} s")
+                f"final {run['final'] / self.j_star:.1%} of the optimum (re-measured), "
+                f"95 % {reached}, {len(run['values'])} frames, travel "
+                f"{run['travel']:.1f} ranges, {run['wall_s']:.0f} s")
         out["figure"] = str(self.out / "alignment.png")
         out["documents"] = str(self.out / "documents")
-        return {k: v for k, v in out.items() if not (isinstance(v, float) and math.isnan(v))}
+        return out
