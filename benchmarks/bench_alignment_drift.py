@@ -14,6 +14,9 @@ Protocol (fixed before any run; OPTICS.md counting noise as in bench_alignment.p
    - ``warm``: the same, told the day-1 measurements first (``align(history=...)``);
    - ``warm_stale_noise``: the same, with each day-1 measurement's variance inflated to a
      relative standard deviation of ``--stale-rsd`` (the data are known to be old);
+   - ``warm_shape``: no day-1 data, but day 1's last GP hyperparameters (the shape of the
+     optics: length scales, which do not drift) as ``initial_hyperparameters``, and a
+     start-up design of 2 points instead of 8;
    - ``nelder_mead``: the baseline, cold.
    Scored on the noise-free objective at t = day 2 against J*(t) (the optimum after drift).
 
@@ -37,7 +40,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks.alignment_harness import run  # noqa: E402
 from benchmarks.bench_alignment import CountingCamera, setup  # noqa: E402
 
-METHODS = ("cold", "warm", "warm_stale_noise", "nelder_mead")
+METHODS = ("cold", "warm", "warm_stale_noise", "warm_shape", "nelder_mead")
 
 
 class DriftingCamera(CountingCamera):
@@ -94,6 +97,7 @@ def task(args: tuple) -> list[dict]:
     day1 = _bo(coords, start, a.day1, seed)
     rec1 = run(day1, camera, model.objective, a.day1, start=start, value="flux_density")
     history = day1.measurements
+    shape = list(day1.hyperparameters)
     b1 = day1.best()[0]
     day1.close()
     shift = halving_shift(model, b1)
@@ -110,11 +114,15 @@ def task(args: tuple) -> list[dict]:
                 "coordinates": coords, "value": "flux_density", "start": b1,
                 "max_evaluations": a.day2, "seed": seed}))
             told = []
+        elif method == "warm_shape":
+            opt = _bo(coords, b1, a.day2, seed, initial_hyperparameters=shape, n_initial=2)
+            told = []
         else:
             told = [] if method == "cold" else history
             if method == "warm_stale_noise":
                 told = [_stale(m, a.stale_rsd) for m in history]
             opt = _bo(coords, b1, a.day2 + len(told), seed)
+        if told:
             for m in told:
                 opt.tell(m)
         rec = run(opt, cam, truth, a.day2, start=b1, value="flux_density")

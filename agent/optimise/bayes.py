@@ -44,6 +44,8 @@ class TrustRegionBO(AskTellOptimiser):
         self._hps: np.ndarray | None = None
         self._trained_at = 0
         self._weights = np.ones(self.d)
+        if c.initial_hyperparameters is not None:
+            self._install(np.array(c.initial_hyperparameters, float))
         self._gp = None
         half = c.length_init / 2
         sob = qmc.Sobol(self.d, scramble=True, seed=c.seed).random_base2(

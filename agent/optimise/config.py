@@ -126,9 +126,25 @@ class TrustRegionBOConfig(Problem):
         "beam's log flux is quadratic near the optimum)")
     quadratic_ridge: Annotated[float, Field(gt=0, le=100)] = Field(
         default=1e-2, description="full_quadratic: ridge penalty on the curvatures, relative")
+    initial_hyperparameters: list[Annotated[float, Field(gt=0, allow_inf_nan=False)]] | None = (
+        Field(default=None, description="warm start of the GP's shape: [signal variance (log "
+              "scale), one length scale per coordinate (fraction of its range)], e.g. the "
+              "last 'hyperparameters' of an earlier run's proposals stream; they seed the "
+              "training and stretch the trust region from the first proposal. None: "
+              "learned from scratch"))
     failure_distance: Fraction = Field(
         default=0.02, description="candidates closer than this (Chebyshev, fraction of range) "
         "to a failed point are not proposed")
+
+
+    @model_validator(mode="after")
+    def _hyperparameters_fit(self) -> TrustRegionBOConfig:
+        hps = self.initial_hyperparameters
+        if hps is not None and len(hps) != len(self.coordinates) + 1:
+            raise ValueError(f"initial_hyperparameters has {len(hps)} values; need "
+                             f"{len(self.coordinates) + 1} (signal variance, then one length "
+                             f"scale per coordinate)")
+        return self
 
 
 class NelderMeadConfig(Problem):
