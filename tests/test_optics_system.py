@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import bluesky.plan_stubs as bps
 import bluesky.plans as bp
@@ -22,11 +25,14 @@ import numpy as np
 import ophyd
 import pytest
 from bluesky import RunEngine
+from bluesky.utils import FailedStatus
 from ophyd import EpicsMotor
+from ophyd_async.core import wait_for_value
 from ophyd_async.epics.motor import Motor
 from ophyd_async.plan_stubs import ensure_connected
 
 from configs import config_path
+from devices import LimitError, MoveError
 from sim.config import load_config
 from sim.optics.camera import nd_stats
 from sim.optics.model import BeamAtCamera, OpticsModel
@@ -36,6 +42,7 @@ from tests.devices_system_helpers import (
     connect_classic_beamline,
     run_in_loop,
 )
+from tests.epics_env import client_environment
 from tests.ioc_fixture import REPO, ca_put, ca_read
 
 pytestmark = pytest.mark.system
@@ -359,3 +366,49 @@ def test_sim_list_shows_camera_records_and_optics_motors():
     hard = listed["beamline_optics_hard.yaml"]
     assert hard["BL:VKB:BENDER:US"] == hard["BL:VKB:BENDER:DS"] == "motor"
     assert "BL:VKB:BENDER" not in hard
+
+
+def test_optics_motor_limits_and_stop_behave_as_the_sample_stage(RE, bl, sim_beamline):
+    """vkb_roll (urad): a put beyond HLM is refused with the motor, value and limits named,
+    and STOP ends a long move early with the move reported as not done."""
+    roll = bl.motor("vkb_roll")
+    cfg = sim_beamline.config.motor("vkb_roll")
+    start = float(get(roll.user_readback))
+    with pytest.raises((FailedStatus, LimitError)) as err:
+        RE(bps.mv(roll, cfg.high_limit + 1.0))
+    assert f"vkb_roll to {cfg.high_limit + 1.0} urad outside limits" in repr(err.value) + \
+        repr(err.value.__cause__)
+    assert float(get(roll.user_readback)) == pytest.approx(start, abs=cfg.tolerance)
+    target = cfg.low_limit if start > 0 else cfg.high_limit  # >= 1 s at VELO
+    if hasattr(roll.user_readback, "get_value"):  # ophyd-async
+        async def move_then_stop():
+            status = roll.set(target)
+            await asyncio.sleep(0.3)
+            await roll.stop(success=False)
+            with pytest.raises(RuntimeError, match="was stopped"):
+                await status
+            await wait_for_value(roll.motor_done_move, 1, timeout=5)
+        run_in_loop(move_then_stop)
+    else:
+        status = roll.set(target)
+        time.sleep(0.3)
+        roll.stop()
+        with pytest.raises(MoveError, match="move of vkb_roll"):
+            status.wait(10)
+    stopped_at = float(get(roll.user_readback))
+    assert min(start, target) < stopped_at < max(start, target)
+    RE(bps.mv(roll, start))
+
+
+def test_caproto_get_reads_the_stats(sim_beamline):
+    raw_frame(sim_beamline)
+    exe = Path(sys.executable).with_name("caproto-get")
+    env = {**os.environ, **client_environment(sim_beamline.port)}
+    pvs = [sim_beamline.pv(f"CAM1:Stats1:{s}_RBV") for s in ("Total", "CentroidX", "SigmaY")]
+    out = subprocess.run([str(exe), "--no-repeater", "--timeout", "5", *pvs],
+                         capture_output=True, text=True, env=env, timeout=30)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.split("\n")
+    for pv in pvs:
+        line = next(ln for ln in lines if ln.startswith(pv))
+        assert float(line.split()[-1].strip("[]")) > 0
