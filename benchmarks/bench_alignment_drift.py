@@ -17,6 +17,12 @@ Protocol (fixed before any run; OPTICS.md counting noise as in bench_alignment.p
    - ``warm_shape``: no day-1 data, but day 1's last GP hyperparameters (the shape of the
      optics: length scales, which do not drift) as ``initial_hyperparameters``, and a
      start-up design of 2 points instead of 8;
+   - ``warm_rebased``: b1 is measured first; the day-1 measurements are then told with their
+     values scaled by J_today(b1) / J_day1(b1) (yesterday's map on today's level) and the
+     stale relative noise; start-up design of 2 points;
+   - ``warm_curvature``: no day-1 data, but day 1's curvature of log J at its optimum
+     (``TrustRegionBO.curvature()``) as the prior mean's fixed curvature
+     (``prior_curvature``) and day 1's hyperparameters; start-up design of 2 points;
    - ``nelder_mead``: the baseline, cold.
    Scored on the noise-free objective at t = day 2 against J*(t) (the optimum after drift).
 
@@ -40,7 +46,8 @@ sys.path.insert(0, str(REPO))
 from benchmarks.alignment_harness import run  # noqa: E402
 from benchmarks.bench_alignment import CountingCamera, setup  # noqa: E402
 
-METHODS = ("cold", "warm", "warm_stale_noise", "warm_shape", "nelder_mead")
+METHODS = ("cold", "warm", "warm_stale_noise", "warm_shape", "warm_rebased", "warm_curvature",
+           "nelder_mead")
 
 
 class DriftingCamera(CountingCamera):
@@ -98,6 +105,7 @@ def task(args: tuple) -> list[dict]:
     rec1 = run(day1, camera, model.objective, a.day1, start=start, value="flux_density")
     history = day1.measurements
     shape = list(day1.hyperparameters)
+    h = day1.curvature()
     b1 = day1.best()[0]
     day1.close()
     shift = halving_shift(model, b1)
@@ -114,6 +122,12 @@ def task(args: tuple) -> list[dict]:
                 "coordinates": coords, "value": "flux_density", "start": b1,
                 "max_evaluations": a.day2, "seed": seed}))
             told = []
+        elif method == "warm_rebased":
+            told = []
+        elif method == "warm_curvature":
+            opt = _bo(coords, b1, a.day2, seed, initial_hyperparameters=shape, n_initial=2,
+                      prior_curvature=h.tolist())
+            told = []
         elif method == "warm_shape":
             opt = _bo(coords, b1, a.day2, seed, initial_hyperparameters=shape, n_initial=2)
             told = []
@@ -125,9 +139,14 @@ def task(args: tuple) -> list[dict]:
         if told:
             for m in told:
                 opt.tell(m)
-        rec = run(opt, cam, truth, a.day2, start=b1, value="flux_density")
+        if method == "warm_rebased":
+            opt = _bo(coords, b1, a.day2 + len(history), seed, n_initial=2)
+            truths = _rebase(opt, cam, b1, history, a.stale_rsd, truth(b1))
+        else:
+            truths = []
+        rec = run(opt, cam, truth, a.day2 - len(truths), start=b1, value="flux_density")
         opt.close()
-        best = np.maximum.accumulate(np.array(rec.truth) / j_star)
+        best = np.maximum.accumulate(np.array(truths + rec.truth) / j_star)
         hit = np.nonzero(best >= 0.95)[0]
         out.append({"seed": seed, "method": method, "shift_urad": shift,
                     "day1_best_ratio": float(np.max(rec1.truth) / j_star0),
@@ -151,6 +170,27 @@ class _AtTime:
 
     def vector(self, positions):
         return self.model.vector(positions)
+
+
+def _rebase(opt, cam, b1, history, rsd, truth_b1) -> list[float]:
+    """Measure b1, then tell the day-1 history scaled to today's level (warm_rebased)."""
+    from agent.messages import Measurement
+
+    result = cam(b1)
+    if result is None:
+        raise RuntimeError("beam lost at yesterday's best point")
+    y0, var0 = result
+    opt.tell(Measurement(run_uid="day2", seq=0, positions=b1, values={"flux_density": y0},
+                         variances={"flux_density": var0}))
+    then = max(m.values["flux_density"] for m in history if m.failure is None)
+    scale = y0 / then
+    for m in history:
+        if m.failure is None:
+            v = m.values["flux_density"] * scale
+            m = m.model_copy(update={"values": {"flux_density": v},
+                                     "variances": {"flux_density": (rsd * v) ** 2}})
+        opt.tell(m)
+    return [truth_b1]
 
 
 def _stale(m, rsd: float):

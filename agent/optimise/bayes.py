@@ -115,7 +115,9 @@ class TrustRegionBO(AskTellOptimiser):
         else:
             x, z, noise = x_all, z_all, noise_all
         mean = None
-        if c.prior_mean == "quadratic" and len(x) > 2:
+        if c.prior_curvature is not None:
+            mean = model.FixedCurvatureMean(x, z, np.array(c.prior_curvature))
+        elif c.prior_mean == "quadratic" and len(x) > 2:
             mean = model.QuadraticMean(x, z)
         elif c.prior_mean == "full_quadratic" and len(x) > 2:
             mean = model.FullQuadraticMean(x, z, c.quadratic_ridge)
@@ -161,6 +163,20 @@ class TrustRegionBO(AskTellOptimiser):
         self._hps = hps
         ls = hps[1:]
         self._weights = np.clip(ls / np.exp(np.mean(np.log(ls))), 0.25, 4.0)  # TuRBO stretch
+
+    def curvature(self) -> np.ndarray | None:
+        """The curvature (d, d) of the log values around the best point (unit cube), fitted
+        to the local data; the ``prior_curvature`` of a later warm-started run. None with
+        fewer than 2 d + 2 successful measurements."""
+        if len(self._x) < 2 * self.d + 2:
+            return None
+        x, z = np.array(self._x), np.array(model.log_values(
+            np.array(self._y), np.array(self._var), self.config.log_floor,
+            self.config.default_relative_noise, self.config.min_relative_noise)[0])
+        centre = x[int(np.argmax(z))]
+        keep = np.argsort(np.max(np.abs(x - centre), axis=1), kind="stable")
+        keep = keep[:self.config.local_points]
+        return model.curvature(x[keep], z[keep])
 
     def close(self):
         if self._job is not None:

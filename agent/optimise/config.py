@@ -132,6 +132,11 @@ class TrustRegionBOConfig(Problem):
               "last 'hyperparameters' of an earlier run's proposals stream; they seed the "
               "training and stretch the trust region from the first proposal. None: "
               "learned from scratch"))
+    prior_curvature: list[list[Annotated[float, Field(allow_inf_nan=False)]]] | None = Field(
+        default=None, description="warm start of the GP's prior mean: the curvature H (d x d, "
+        "log scale, unit-cube coordinates) of an earlier run's optimum "
+        "(TrustRegionBO.curvature()); the mean is then c + g.dx + dx.H.dx/2 with only c and "
+        "g fitted. Overrides prior_mean. None: not used")
     failure_distance: Fraction = Field(
         default=0.02, description="candidates closer than this (Chebyshev, fraction of range) "
         "to a failed point are not proposed")
@@ -140,6 +145,10 @@ class TrustRegionBOConfig(Problem):
     @model_validator(mode="after")
     def _hyperparameters_fit(self) -> TrustRegionBOConfig:
         hps = self.initial_hyperparameters
+        h, d = self.prior_curvature, len(self.coordinates)
+        if h is not None and (len(h) != d or any(len(row) != d for row in h)):
+            raise ValueError(f"prior_curvature must be {d} x {d} (one row and column per "
+                             "coordinate)")
         if hps is not None and len(hps) != len(self.coordinates) + 1:
             raise ValueError(f"initial_hyperparameters has {len(hps)} values; need "
                              f"{len(self.coordinates) + 1} (signal variance, then one length "

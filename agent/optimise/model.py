@@ -89,6 +89,37 @@ class FullQuadraticMean:
         return np.zeros((len(hyperparameters), len(x)))
 
 
+class FixedCurvatureMean:
+    """Concave quadratic prior mean c + g.dx + dx.H.dx/2 with the curvature H given (e.g.
+    from an earlier run: the optics' shape does not drift, their position does) and only c,
+    g fitted to the data, by ridge least squares (the slopes shrunk when there are fewer
+    points than d + 1). The maximum of the mean is then a Newton step from the data."""
+
+    def __init__(self, x: np.ndarray, z: np.ndarray, h: np.ndarray, ridge: float = 1e-3):
+        n, d = x.shape
+        self.xc, self.h = x.mean(axis=0), np.asarray(h, float)
+        dx = x - self.xc
+        r = z - 0.5 * np.einsum("ni,ij,nj->n", dx, self.h, dx)
+        f = np.hstack([np.ones((n, 1)), dx])
+        reg = ridge * max(n, 1) * np.eye(1 + d)
+        reg[0, 0] = 0.0
+        self.w = np.linalg.solve(f.T @ f + reg, f.T @ r)
+
+    def __call__(self, x, hyperparameters=None):
+        dx = np.asarray(x) - self.xc
+        d = len(self.xc)
+        return self.w[0] + dx @ self.w[1:1 + d] + 0.5 * np.einsum("ni,ij,nj->n", dx, self.h, dx)
+
+    def grad(self, x, hyperparameters):
+        return np.zeros((len(hyperparameters), len(x)))
+
+
+def curvature(x: np.ndarray, z: np.ndarray, ridge: float = 1e-2) -> np.ndarray:
+    """The negative semi-definite curvature H (d, d) of log values ``z`` at points ``x``
+    (unit cube), from a full quadratic fit (FullQuadraticMean)."""
+    return FullQuadraticMean(x, z, ridge).h
+
+
 def make_gp(x, z, noise, hps, prior_mean=None) -> GPOptimizer:
     kw = {}
     if prior_mean is not None:
