@@ -4,6 +4,11 @@
     history = measurements_from_documents(docs)
     RE(align([flux], *motors, history=history, max_evaluations=30))
 
+Or only the shape of yesterday's optimum (its GP hyperparameters and curvature), which a
+drift does not change, as optimiser options (``shape_from_documents``)::
+
+    RE(align([flux], *motors, options=shape_from_documents(docs), max_evaluations=60))
+
 Each event of the run's ``primary`` stream gives one Measurement: positions from the motor
 readbacks named in the start document's ``motors``, the value named in its ``plan_args``
 (or ``value=``), failures from ``<value>_failure``. Event pages are unpacked with
@@ -53,6 +58,55 @@ def measurements_from_documents(documents: Iterable[tuple[str, dict]],
     if not out:
         raise PlanArgumentError("no align run with primary events in these documents")
     return out
+
+
+def shape_from_documents(documents: Iterable[tuple[str, dict]]) -> dict:
+    """TrustRegionBO options from the last ``align`` run among ``documents``:
+    ``initial_hyperparameters`` (its last proposal's) and ``prior_curvature`` (fitted to its
+    measurements around their best, ``TrustRegionBO.curvature``), with a 2-point start-up
+    design. The new run must align the same motors (same order and bounds).
+
+    Raises PlanArgumentError if the run was not a trust_region_bo alignment or has too few
+    measurements for a curvature.
+    """
+    from agent.optimise import TrustRegionBO, TrustRegionBOConfig
+
+    documents = list(documents)
+    starts = [d for n, d in documents if n == "start" and d.get("plan_name") == "align"]
+    if not starts or starts[-1]["optimiser"].get("kind") != "trust_region_bo":
+        raise PlanArgumentError("shape_from_documents needs a trust_region_bo align run")
+    start = starts[-1]
+    run = _run_documents(documents, start["uid"])
+    optimiser = TrustRegionBO(TrustRegionBOConfig.model_validate(start["optimiser"]))
+    for m in measurements_from_documents(run):
+        optimiser.tell(m)
+    h = optimiser.curvature()
+    if h is None:
+        raise PlanArgumentError(f"run {start['uid']}: too few measurements for a curvature")
+    options = {"prior_curvature": h.tolist(), "n_initial": 2}
+    hps = _last_hyperparameters(run)
+    if hps:
+        options["initial_hyperparameters"] = hps
+    return options
+
+
+def _run_documents(documents: list, uid: str) -> list:
+    """The documents of run ``uid`` (start to stop)."""
+    out, inside = [], False
+    for name, doc in documents:
+        if name == "start":
+            inside = doc["uid"] == uid
+        if inside:
+            out.append((name, doc))
+    return out
+
+
+def _last_hyperparameters(run: list) -> list[float]:
+    proposals = {d["uid"] for n, d in run if n == "descriptor" and d.get("name") == "proposals"}
+    hps = [d["data"].get("proposal_hyperparameters") for n, d in run
+           if n == "event" and d["descriptor"] in proposals]
+    hps = [list(map(float, h)) for h in hps if h is not None and len(h)]
+    return hps[-1] if hps else []
 
 
 def _measurement(start: dict, event: dict, value: str | None) -> Measurement:

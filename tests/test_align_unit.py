@@ -7,6 +7,7 @@ import math
 import os
 import signal
 
+import numpy as np
 import pytest
 from bluesky import RunEngine
 from ophyd.sim import SynAxis
@@ -239,3 +240,19 @@ def test_pause_and_resume_lose_and_repeat_no_evaluation(axes):
     assert len(ids) == len(set(ids)) == 12
     assert [m.positions for m in r.measurements] == [
         {ax: e["data"][ax] for ax in PEAK} for e in primary]
+
+
+def test_shape_from_documents_gives_the_earlier_runs_curvature_and_hyperparameters(axes):
+    from plans.warm_start import shape_from_documents
+    RE, det = RunEngine(), Objective(axes)
+    out = {}
+
+    def plan(**kw):
+        out["r"] = yield from align([det], *axes, value="objective", bounds=BOUNDS, **kw)
+
+    docs = run(RE, plan(max_evaluations=30))
+    options = shape_from_documents(docs)
+    h = np.array(options["prior_curvature"])
+    assert h.shape == (3, 3) and np.all(np.linalg.eigvalsh(h) <= 1e-9)
+    assert len(options["initial_hyperparameters"]) == 4
+    run(RE, plan(max_evaluations=5, options=options))  # accepted by a new run
