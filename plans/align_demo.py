@@ -5,7 +5,9 @@ Starts the simulated beamline with its optics misaligned (every optics motor off
 measures the camera's dark rate, then from the same misaligned start runs
 
 1. ``align`` (trust-region BO on gpCAM) over all optics motors, ``--evaluations`` frames;
-2. the baselines a scientist would use, with the same budget: ``sequential_align``
+2. ``progressive_align``: element by element from the source (an eighth of the budget each,
+   stopping on no improvement), then all motors with the rest, warm-started;
+3. the baselines a scientist would use, with the same budget: ``sequential_align``
    (rel_scan + PeakStats passes) and ``align(optimiser="nelder_mead")``;
 
 and writes the documents (JSONL), ``alignment.png`` (best flux density so far against
@@ -27,7 +29,7 @@ import yaml
 from configs import config_path
 from plans.processes import ca_client_environment, free_port_pair, simulated_beamline
 
-METHODS = ("bo", "sequential", "nelder_mead")
+METHODS = ("bo", "progressive", "sequential", "nelder_mead")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,8 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start-up misalignment, fraction of each range (default 0.2)")
     parser.add_argument("--evaluations", type=int, default=100,
                         help="camera frames per method (default 100)")
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
-                        help="methods to run, each from the same start (default: all)")
+    parser.add_argument("--methods", nargs="+", choices=METHODS,
+                        default=["bo", "sequential", "nelder_mead"],
+                        help="methods to run, each from the same start (default: bo "
+                        "sequential nelder_mead)")
     parser.add_argument("--seed", type=int, default=0, help="misalignment and noise seed")
     parser.add_argument("--output", type=Path, default=Path("beamagent-output/align-demo"),
                         help="folder for documents, figure and summary")

@@ -20,7 +20,7 @@ from ophyd_async.plan_stubs import ensure_connected  # noqa: E402
 
 from devices import disconnect_channel_access, load_beamline_config, make_beamline  # noqa: E402
 from plans.align import align  # noqa: E402
-from plans.align_strategies import sequential_align  # noqa: E402
+from plans.align_strategies import progressive_align, sequential_align  # noqa: E402
 from plans.objective import FluxDensity, measure_dark  # noqa: E402
 from plans.tasks import run_coroutine  # noqa: E402
 from sim.config import load_config  # noqa: E402
@@ -28,7 +28,9 @@ from sim.optics_train import OpticsTrain  # noqa: E402
 
 OPTICS_KINDS = ("dcm", "slits", "kb_mirror")
 ZOOM_PX = 40  # camera pixels shown around the spot in the figure
-LABELS = {"bo": "align (trust-region BO, gpCAM)", "sequential": "sequential 1-D rel_scans",
+LABELS = {"bo": "align (trust-region BO, gpCAM)",
+          "progressive": "progressive_align (element by element, then global)",
+          "sequential": "sequential 1-D rel_scans",
           "nelder_mead": "Nelder-Mead (scipy)"}
 
 
@@ -125,6 +127,15 @@ class AlignDemoSession:
         n = self.args.evaluations
         if method == "bo":
             return align([det], *motors, value=det.name, max_evaluations=n)
+        if method == "progressive":
+            by_name = {m.name: m for m in motors}
+            stages = [[by_name[m.name] for m in element.motors]
+                      for element in self.config.of_kind(*OPTICS_KINDS)]
+            per_stage = n // (2 * len(stages))
+            return progressive_align([det], stages, value=det.name,
+                                     stage_evaluations=per_stage,
+                                     patience=max(3, per_stage // 2),
+                                     global_evaluations=n - per_stage * len(stages))
         if method == "nelder_mead":
             return align([det], *motors, value=det.name, max_evaluations=n,
                          optimiser="nelder_mead")
