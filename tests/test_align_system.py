@@ -63,5 +63,34 @@ def test_align_recovers_a_detuned_kb_pair(sim_beamline, flavour):
             assert len(events) == 30
             assert all(e["data"][f"{det.name}_failure"] == "" or e["data"][det.name] == 0.0
                        for e in events)
+            # provenance: one proposal per evaluation, each measured once, where proposed
+            props = {d["uid"] for n, d in docs if n == "descriptor" and d["name"] == "proposals"}
+            proposals = [d["data"] for n, d in docs if n == "event" and d["descriptor"] in props]
+            assert len({p["proposal_id"] for p in proposals}) == len(proposals) == 30
+            for p, e in zip(proposals, events, strict=True):
+                for m in motors:
+                    tol = sim_beamline.config.motor(m.name).tolerance
+                    assert e["data"][m.name] == pytest.approx(p[f"proposal_{m.name}"], abs=tol)
         finally:
             RE(bps.mv(*[x for m in motors for x in (m, aligned[m.name])]))
+
+
+@pytest.mark.parametrize("flavour", ["ophyd_async", "classic"])
+def test_beam_off_the_camera_is_a_failed_evaluation(sim_beamline, flavour):
+    """Shutter closed: every frame is a failed evaluation, told as such, and the run ends
+    with no best point instead of 'aligning' on noise."""
+    RE = RunEngine(call_returns_result=True)
+    with beamline_for(flavour, RE, sim_beamline.config_path) as bl:
+        motor = bl.motor("hkb_pitch")
+        here = RE(bps.rd(motor)).plan_result
+        det = FluxDensity(bl.beam_camera, sim_beamline.config.element("beam_camera"), 10.0)
+        RE(bps.mv(bl.shutter, "CLOSED"))
+        try:
+            result = RE(align([det], motor, value=det.name, max_evaluations=4,
+                              bounds={"hkb_pitch": (here - 2.0, here + 2.0)})).plan_result
+        finally:
+            RE(bps.mv(bl.shutter, "OPEN"))
+            RE(bps.mv(motor, here))
+        assert result.failures == result.evaluations == 4
+        assert all("beam off camera" in m.failure for m in result.measurements)
+        assert result.best is None and result.remeasured is None
