@@ -82,6 +82,11 @@ class FluxDensity:
         """(value, variance, failure) field names."""
         return self.name, f"{self.name}_variance", f"{self.name}_failure"
 
+    @property
+    def hints(self) -> dict:
+        """J is the one hinted field (BestEffortCallback plots it, not every statistic)."""
+        return {"fields": [self.name]}
+
     def trigger(self):
         return self.camera.trigger()
 

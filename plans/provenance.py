@@ -55,6 +55,12 @@ class ProposalRecorder:
             f"{self.name}_{k}": {"value": v, "timestamp": now} for k, v in values.items()
         }
 
+    @property
+    def hints(self) -> dict:
+        """No hinted fields: BestEffortCallback draws no live plots for this stream (the
+        decision record is for reading back, not for watching)."""
+        return {"fields": []}
+
     def read(self) -> dict:
         if not self._reading:
             raise RuntimeError(f"{self.name}: read before any proposal was recorded")

@@ -256,3 +256,12 @@ def test_shape_from_documents_gives_the_earlier_runs_curvature_and_hyperparamete
     assert h.shape == (3, 3) and np.all(np.linalg.eigvalsh(h) <= 1e-9)
     assert len(options["initial_hyperparameters"]) == 4
     run(RE, plan(max_evaluations=5, options=options))  # accepted by a new run
+
+
+def test_best_effort_callback_sees_hints_for_one_plot(axes):
+    RE, det = RunEngine(), Objective(axes)
+    det.hints = {"fields": ["objective"]}
+    docs = run(RE, align([det], *axes, value="objective", max_evaluations=3, bounds=BOUNDS))
+    hints = {d["name"]: d.get("hints", {}) for n, d in docs if n == "descriptor"}
+    assert hints["proposals"] == {"proposal": {"fields": []}}
+    assert hints["primary"]["objective"] == {"fields": ["objective"]}
