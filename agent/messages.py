@@ -2,6 +2,10 @@
 
 Positions are in named coordinates and engineering units (the agent config names the units).
 Messages travel as JSON or msgpack, never pickle.
+
+Hostile input is bounded before it is modelled: a message longer than ``MAX_MESSAGE_BYTES``
+or nested deeper than ``MAX_NESTING_DEPTH`` (arrays and objects) is refused with a
+MessageError saying so, never a RecursionError (JSON's decoder and ``repr`` recurse).
 """
 
 from __future__ import annotations
@@ -16,6 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from agent.errors import MessageError
 
 SCHEMA_VERSION = 1
+MAX_MESSAGE_BYTES = 1 << 20  # longer messages are refused unread (the service's default)
+# a receiver may drop a sender whose message is longer than this (the service's libzmq cap)
+HARD_MAX_MESSAGE_BYTES = 64 << 20
+MAX_NESTING_DEPTH = 32  # arrays/objects within each other; real messages need 3
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Name = Annotated[str, Field(min_length=1, max_length=64)]
@@ -35,18 +43,54 @@ class _Message(BaseModel):
     def from_json(cls, payload: bytes | str):
         """Parse JSON. Raises MessageError naming the offending field and value."""
         try:
-            return cls.model_validate(json.loads(payload))
+            data = json.loads(payload)
+        except RecursionError:
+            raise MessageError(too_deep(cls.__name__)) from None
         except (ValueError, TypeError) as exc:
             raise MessageError(_explain(cls, exc)) from None
+        return cls._from_decoded(data)
 
     @classmethod
     def from_msgpack(cls, payload: bytes):
         """Parse msgpack. Raises MessageError naming the offending field and value."""
         try:
-            return cls.model_validate(msgpack.unpackb(payload, raw=False, strict_map_key=True))
-        except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
-                msgpack.StackError) as exc:
+            data = msgpack.unpackb(payload, raw=False, strict_map_key=True)
+        except msgpack.StackError:
+            raise MessageError(too_deep(cls.__name__)) from None
+        except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError) as exc:
             raise MessageError(_explain(cls, exc)) from None
+        return cls._from_decoded(data)
+
+    @classmethod
+    def _from_decoded(cls, data):
+        if nested_too_deep(data):
+            raise MessageError(too_deep(cls.__name__))
+        try:
+            return cls.model_validate(data)
+        except (ValueError, TypeError) as exc:
+            raise MessageError(_explain(cls, exc)) from None
+
+
+def nested_too_deep(data, limit: int = MAX_NESTING_DEPTH) -> bool:
+    """True if lists/dicts in ``data`` nest more than ``limit`` levels (iterative: no
+    recursion, whatever the depth)."""
+    containers = dict | list | tuple
+    stack = [(data, 1)] if isinstance(data, containers) else []
+    while stack:
+        obj, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = obj.values() if isinstance(obj, dict) else obj
+        stack.extend((c, depth + 1) for c in children if isinstance(c, containers))
+    return False
+
+
+def too_deep(what: str, limit: int = MAX_NESTING_DEPTH) -> str:
+    return f"invalid {what}: nested deeper than {limit} levels of arrays/objects"
+
+
+def too_long(what: str, size: int, limit: int = MAX_MESSAGE_BYTES) -> str:
+    return f"invalid {what}: {size} bytes, longer than the limit of {limit} bytes"
 
 
 def _explain(cls: type, exc: Exception) -> str:
@@ -64,11 +108,14 @@ def _short(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def decode_measurement(payload: bytes) -> Measurement:
+def decode_measurement(payload: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Measurement:
     """Parse a Measurement sent as JSON (starts with ``{``) or msgpack (a map).
 
-    Raises MessageError naming the offending field and value.
+    Raises MessageError naming the offending field and value, or saying that the payload is
+    longer than ``max_bytes`` or nested deeper than MAX_NESTING_DEPTH.
     """
+    if len(payload) > max_bytes:
+        raise MessageError(too_long("Measurement", len(payload), max_bytes))
     if payload.lstrip()[:1] == b"{":
         return Measurement.from_json(payload)
     return Measurement.from_msgpack(payload)

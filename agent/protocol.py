@@ -11,6 +11,9 @@ Requests (one JSON object per message, ``schema_version`` 1):
 
 Replies echo ``request_id`` and carry ``type`` "proposal", "ok", "status", "config" or
 "error" (with ``error``: a reason naming the field and the value). Never pickle.
+
+A request longer than ``max_bytes`` (``agent.messages.MAX_MESSAGE_BYTES`` by default) or
+nested deeper than ``agent.messages.MAX_NESTING_DEPTH`` is refused with a reason saying so.
 """
 
 from __future__ import annotations
@@ -22,7 +25,16 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from agent.errors import MessageError
-from agent.messages import SCHEMA_VERSION, FiniteFloat, Measurement, Name
+from agent.messages import (
+    MAX_MESSAGE_BYTES,
+    SCHEMA_VERSION,
+    FiniteFloat,
+    Measurement,
+    Name,
+    nested_too_deep,
+    too_deep,
+    too_long,
+)
 
 MAX_BATCH = 100
 
@@ -70,12 +82,19 @@ Request = Annotated[
 _REQUEST = TypeAdapter(Request)
 
 
-def parse_request(payload: bytes) -> _Request:
-    """Decode one request. Raises MessageError naming the offending field and value."""
+def parse_request(payload: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> _Request:
+    """Decode one request. Raises MessageError naming the offending field and value (or the
+    size or nesting limit it breaks)."""
+    if len(payload) > max_bytes:
+        raise MessageError(too_long("request", len(payload), max_bytes))
     try:
         data = json.loads(payload)
+    except RecursionError:
+        raise MessageError(too_deep("request")) from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise MessageError(f"invalid request: not JSON ({exc})") from None
+        raise MessageError(f"invalid request: not JSON ({_short(str(exc), 160)})") from None
+    if nested_too_deep(data):
+        raise MessageError(too_deep("request"))
     try:
         return _REQUEST.validate_python(data)
     except ValidationError as exc:
@@ -86,12 +105,16 @@ def parse_request(payload: bytes) -> _Request:
         raise MessageError("invalid request: " + "; ".join(parts)) from None
 
 
-def request_id_of(payload: bytes) -> int:
-    """Best-effort request_id of a (possibly invalid) request, so errors can be matched."""
+def request_id_of(payload: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> int:
+    """Best-effort request_id of a (possibly invalid) request, so errors can be matched.
+
+    0 if there is none, or the payload is too long or too deeply nested to decode."""
+    if len(payload) > max_bytes:
+        return 0
     try:
         rid = json.loads(payload).get("request_id", 0)
-        return rid if isinstance(rid, int) and rid >= 0 else 0
-    except (ValueError, AttributeError, UnicodeDecodeError):
+        return rid if isinstance(rid, int) and not isinstance(rid, bool) and rid >= 0 else 0
+    except (ValueError, AttributeError, UnicodeDecodeError, RecursionError):
         return 0
 
 

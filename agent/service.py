@@ -10,15 +10,21 @@ One I/O thread owns the sockets; proposals are computed on a worker thread, so t
 receiving while an ask is in progress (what needs the engine waits until the proposal is
 scored: tens of ms). Bad input is rejected with a reason naming the field and
 the value, counted in the status, answered with an error envelope if there is a requester, and
-the service keeps running. Accepted measurements go to a write-ahead log before they are
-acknowledged and before the engine models them (``agent.wal``); a restart rebuilds the
-engine from it.
+the service keeps running. Hostile input is bounded: a message longer than
+``max_message_bytes`` or nested deeper than ``agent.messages.MAX_NESTING_DEPTH`` is rejected
+unmodelled (libzmq itself drops the connection of a sender whose message exceeds
+HARD_MAX_MESSAGE_BYTES). No rejection logs a traceback, and rejections are logged at most
+once per ``rejection_log_interval_s`` per socket: the first at once, then one summary line
+with the count (``RejectionLog``); every one is counted in the status. Accepted
+measurements go to a write-ahead log before they are acknowledged and before the engine
+models them (``agent.wal``); a restart rebuilds the engine from it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import queue
 import threading
 import time
@@ -31,7 +37,7 @@ import zmq
 from agent.config import EngineConfig
 from agent.engine import Engine
 from agent.errors import AgentError, MessageError
-from agent.messages import Measurement, decode_measurement
+from agent.messages import HARD_MAX_MESSAGE_BYTES, Measurement, decode_measurement
 from agent.protocol import (
     AskRequest,
     ConfigRequest,
@@ -47,8 +53,48 @@ from agent.wal import MeasurementLog
 
 logger = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 1 << 20  # larger messages are dropped by libzmq before they reach us
+# libzmq drops the connection of a peer whose message is longer than HARD_MAX_MESSAGE_BYTES
+# (memory guard); shorter ones reach the service, and those above
+# ServiceConfig.max_message_bytes are answered with a rejection instead of silence
 _POLL_MS = 50
+
+
+class RejectionLog:
+    """Rate-limited logging of rejections, per source (socket).
+
+    The first rejection of a source is logged at once; later ones within ``interval_s`` are
+    only counted, and ``flush`` logs one summary line with their count and the last reason
+    once the interval is over. So a flood of N bad messages writes a handful of lines.
+    """
+
+    def __init__(self, log: logging.Logger, interval_s: float, clock=time.monotonic):
+        self._log, self.interval_s, self._clock = log, interval_s, clock
+        self._quiet_until: dict[str, float] = {}
+        self._pending: dict[str, list] = {}  # source -> [count not logged, last reason]
+        self.not_logged = 0
+
+    def reject(self, source: str, reason: str) -> None:
+        now = self._clock()
+        if source not in self._pending and now >= self._quiet_until.get(source, -math.inf):
+            self._log.warning("rejected %s: %s", source, reason)
+            self._quiet_until[source] = now + self.interval_s
+            return
+        pending = self._pending.setdefault(source, [0, ""])
+        pending[0] += 1
+        pending[1] = reason
+        self.not_logged += 1
+
+    def flush(self, force: bool = False) -> None:
+        """Log the summary of every source whose interval is over (all if ``force``)."""
+        if not self._pending:
+            return
+        now = self._clock()
+        for source in list(self._pending):
+            if force or now >= self._quiet_until.get(source, -math.inf):
+                count, reason = self._pending.pop(source)
+                self._log.warning("rejected %d more %s messages in the last %.1f s; the last: %s",
+                                  count, source, self.interval_s, reason)
+                self._quiet_until[source] = now + self.interval_s
 
 
 class AgentService:
@@ -61,8 +107,10 @@ class AgentService:
             if self.config.checkpoint_dir else None
         self.engine = self._recover()
         self.counters = {"received": 0, "accepted": 0, "rejected": 0, "duplicates": 0,
-                         "requests": 0, "proposals": 0}
+                         "requests": 0, "proposals": 0, "rejected_requests": 0,
+                         "rejected_measurements": 0, "internal_errors": 0}
         self.rejections: deque[str] = deque(maxlen=20)
+        self.rejection_log = RejectionLog(logger, self.config.rejection_log_interval_s)
         self._started = time.monotonic()
         self._asks: queue.Queue = queue.Queue()
         self._ctx = zmq.Context()
@@ -106,7 +154,7 @@ class AgentService:
         sock = self._ctx.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
         if kind != zmq.PUB:
-            sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+            sock.setsockopt(zmq.MAXMSGSIZE, HARD_MAX_MESSAGE_BYTES)
         sock.bind(address)
         self.addresses[role] = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         return sock
@@ -129,12 +177,14 @@ class AgentService:
                     self._drain(self._pull, self._on_measurement)
                 if self._router in events:
                     self._drain(self._router, self._on_request)
+                self.rejection_log.flush()
                 if time.monotonic() >= next_status:
                     self.publish_status()
                     next_status = time.monotonic() + self.config.status_interval_s
         finally:
             self._asks.put(None)
             worker.join(timeout=5)
+            self.rejection_log.flush(force=True)
             self._shutdown()
 
     def _drain(self, sock: zmq.Socket, handler, limit: int = 1000) -> None:
@@ -145,8 +195,19 @@ class AgentService:
                 return
             try:
                 handler(frames)
-            except Exception:  # the service keeps running whatever a message does
-                logger.exception("unexpected error handling a message")
+            except Exception as exc:  # the service keeps running whatever a message does
+                self._internal_error(exc)
+
+    def _internal_error(self, exc: Exception) -> str:
+        """A bug met while handling a message: counted; its traceback logged at most once per
+        rejection-log interval (a message that triggers it cannot flood the log)."""
+        self.counters["internal_errors"] += 1
+        now = time.monotonic()
+        if now >= getattr(self, "_next_traceback", -math.inf):
+            self._next_traceback = now + self.config.rejection_log_interval_s
+            logger.error("unexpected error handling a message (%d so far)",
+                         self.counters["internal_errors"], exc_info=exc)
+        return f"internal error: {type(exc).__name__}"
 
     def _shutdown(self) -> None:
         self.engine.close()
@@ -158,7 +219,7 @@ class AgentService:
     def _on_measurement(self, frames: list[bytes]) -> None:
         self.counters["received"] += 1
         try:
-            measurement = decode_measurement(frames[-1])
+            measurement = decode_measurement(frames[-1], self.config.max_message_bytes)
             self._ingest(measurement)
         except MessageError as exc:
             self._reject("measurement", str(exc))
@@ -179,20 +240,27 @@ class AgentService:
         return True
 
     def _reject(self, source: str, reason: str) -> None:
+        """Count a rejection (per source too), keep its reason for the status, and log it
+        rate-limited. ``source`` is "request" or "measurement"."""
         self.counters["rejected"] += 1
+        self.counters[f"rejected_{source}s"] += 1
         self.rejections.append(f"{source}: {reason}")
-        logger.warning("rejected %s: %s", source, reason)
+        self.rejection_log.reject(source, reason)
 
     # -- requests -------------------------------------------------------------------------
     def _on_request(self, frames: list[bytes]) -> None:
         self.counters["requests"] += 1
         envelope, payload = frames[:-1], frames[-1]
+        limit = self.config.max_message_bytes
         try:
-            request = parse_request(payload)
+            request = parse_request(payload, limit)
             reply = self._answer(envelope, request)
         except MessageError as exc:
             self._reject("request", str(exc))
-            reply = encode_reply("error", request_id_of(payload), error=str(exc))
+            reply = encode_reply("error", request_id_of(payload, limit), error=str(exc))
+        except Exception as exc:  # a bug: still answered, so the requester is not left waiting
+            reply = encode_reply("error", request_id_of(payload, limit),
+                                 error=self._internal_error(exc))
         if reply is not None:
             self._router.send_multipart([*envelope, reply])
 
@@ -256,6 +324,7 @@ class AgentService:
             "service": {
                 **{f"n_{k}": v for k, v in self.counters.items()},
                 "n_recovered": self.recovered,
+                "n_rejections_not_logged": self.rejection_log.not_logged,
                 "last_rejections": list(self.rejections),
                 "uptime_s": round(time.monotonic() - self._started, 3),
                 "addresses": self.addresses,

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.config import EngineConfig
+from agent.messages import HARD_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES
 
 Port = Annotated[int, Field(ge=0, le=65535, description="TCP port; 0 picks a free one")]
 
@@ -33,6 +34,11 @@ class ServiceConfig(_Strict):
     )
     status_interval_s: float = Field(default=1.0, gt=0, description="status PUB period, s")
     fsync: bool = Field(default=False, description="fsync the log per measurement (power loss)")
+    max_message_bytes: int = Field(
+        default=MAX_MESSAGE_BYTES, ge=1024, le=HARD_MAX_MESSAGE_BYTES,
+        description="longer requests and measurements are rejected unread (with a reply)")
+    rejection_log_interval_s: float = Field(
+        default=10.0, gt=0, description="log at most one rejection line per socket per interval")
 
     def address(self, port: int) -> str:
         return f"tcp://{self.host}:{port if port else '*'}"

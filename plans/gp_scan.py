@@ -4,6 +4,11 @@ Each step asks the agent for a point, moves there, checks the readbacks arrived 
 tolerance, then triggers and reads the detectors. The next proposal is computed while the
 current point is measured (pipelined), so the agent's thinking hides behind the beamtime.
 Every proposal is also recorded in the run's ``proposals`` stream (see plans.provenance).
+
+Each proposal is checked before anything moves (``check_proposal``): a misbehaving agent fails
+the run with a ``ProposalError`` naming the agent, the proposal and the offending field. Why
+the run ended (the agent's stop reason, or the plan's budget) is logged and written to the
+stop document's ``reason``.
 """
 
 from __future__ import annotations
@@ -12,18 +17,19 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
 from bluesky.protocols import Movable, Readable
 from bluesky.utils import MsgGenerator, RunEngineControlException
+from pydantic import ValidationError
 
 from agent.errors import AgentTimeoutError
 from agent.messages import Proposal
 from plans import tasks
-from plans.errors import MoveVerificationError, PlanArgumentError
+from plans.errors import MoveVerificationError, PlanArgumentError, PlanError
 from plans.preflight import Bounds, check_bounds, check_fields, motor_tolerance
 from plans.provenance import STREAM, ProposalRecorder
 
@@ -32,6 +38,16 @@ DEFAULT_TOLERANCE = 1e-3  # egu, used only where a motor exposes no RDBD
 # for the agent to take its unmeasured proposals back
 RELEASE_WAIT_S = 2.0
 logger = logging.getLogger(__name__)
+
+
+class ProposalError(ValueError, PlanError):
+    """The agent answered with a proposal the plan cannot measure. The message names the
+    agent (its address), the proposal (its id) and the offending field, value or bound."""
+
+
+def agent_address(agent) -> str:
+    """Where ``agent`` answers (an AgentClient's address), else its type name."""
+    return str(getattr(agent, "address", None) or type(agent).__name__)
 
 
 def parse_motor_bounds(args: Sequence) -> tuple[list[Movable], list[Bounds]]:
@@ -146,10 +162,62 @@ def wait_for_proposal(call: tasks.BackgroundCall, agent, timeout_s: float
     try:
         return (yield from tasks.result(call, timeout_s))
     except tasks.CallTimeoutError:
-        where = getattr(agent, "address", type(agent).__name__)
         raise AgentTimeoutError(
-            f"no proposal from the agent at {where} within ask_timeout_s={timeout_s} s"
+            f"no proposal from the agent at {agent_address(agent)} within "
+            f"ask_timeout_s={timeout_s} s"
         ) from None
+    except ValidationError as exc:  # AgentClient.ask: the reply is not a valid Proposal
+        parts = [f"{'.'.join(map(str, e['loc'])) or '<proposal>'}={_short(e.get('input'))}: "
+                 f"{e['msg']}" for e in exc.errors()[:3]]
+        raise ProposalError(
+            f"the agent at {agent_address(agent)} answered with an invalid proposal: "
+            + "; ".join(parts)
+        ) from None
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_proposal(proposal: Any, agent, coordinates: Sequence[str],
+                   bounds: Sequence[Bounds]) -> None:
+    """Refuse a proposal the plan cannot measure, before anything moves.
+
+    Phase 'done' needs nothing more. Otherwise the first point must give every coordinate a
+    finite number inside the plan's bounds, and carry an acquisition value. Raises
+    ProposalError naming the agent, the proposal id and the offending field and value.
+    """
+    pid = getattr(proposal, "proposal_id", None)
+    what = f"proposal {pid} from the agent at {agent_address(agent)}"
+    phase = getattr(proposal, "phase", None)
+    points = getattr(proposal, "points", None)
+    if not isinstance(points, list | tuple):
+        raise ProposalError(f"{what}: points={_short(points)} is not a list of points")
+    if phase == "done":
+        return
+    if not points:
+        raise ProposalError(f"{what} has no points but its phase is {phase!r}, not 'done'")
+    point = points[0]
+    if not isinstance(point, Mapping):
+        raise ProposalError(f"{what}: point 0 = {_short(point)} is not a mapping")
+    for c, (lo, hi) in zip(coordinates, bounds, strict=True):
+        if c not in point:
+            raise ProposalError(
+                f"{what}: point 0 lacks coordinate {c!r} (it has {sorted(map(str, point))})")
+        value = point[c]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ProposalError(f"{what}: {c}={_short(value)} is not a number")
+        if not math.isfinite(value):
+            raise ProposalError(f"{what}: {c}={value!r} is not finite")
+        slack = 1e-9 * max(1.0, hi - lo)  # float noise of the agent's unit conversions
+        if not lo - slack <= value <= hi + slack:
+            raise ProposalError(
+                f"{what}: {c}={value!r} is outside the plan's bounds [{lo}, {hi}]")
+    values = getattr(proposal, "acquisition_values", None)
+    if not isinstance(values, list | tuple) or len(values) < 1:
+        raise ProposalError(f"{what}: acquisition_values={_short(values)} has no value for "
+                            "point 0")
 
 
 class Unmeasured:
@@ -167,31 +235,59 @@ class Unmeasured:
 def release_unmeasured(agent, unmeasured: Unmeasured,
                        wait_s: float = RELEASE_WAIT_S) -> MsgGenerator[None]:
     """Hand back what ``unmeasured`` holds. Best effort: the run is ending anyway, maybe
-    because the agent is gone, so an agent error here is logged, never raised."""
+    because the agent is gone, so an agent error here is logged, never raised.
+
+    Waiting for the prefetched proposal and releasing its points with the current one is one
+    coroutine behind one message: an error the RunEngine throws into the plan meanwhile (a
+    second device failing after the first, which started this clean-up) arrives only once
+    that message is done, so it can no longer skip the release. It is logged, and the run
+    still ends with the error that started the clean-up.
+    """
     points = [unmeasured.current] if unmeasured.current else []
     call, unmeasured.current, unmeasured.prefetch = unmeasured.prefetch, None, None
-    if call is not None and call.started and not call.cancelled:
+    if call is None or not call.started or call.cancelled:  # never asked, or ask timed out
+        call = None
+    release = getattr(agent, "release", None)
+    if call is None and (not points or release is None):
+        return
+
+    async def hand_back() -> None:
+        held = list(points)
+        if call is not None:
+            task = call()
+            try:
+                held += (await asyncio.wait_for(task, wait_s)).points
+            except asyncio.CancelledError:
+                if not task.cancelled():  # this clean-up itself was cancelled
+                    raise
+                logger.warning("prefetched proposal not released: its ask was cancelled")
+            except Exception as exc:
+                logger.warning("prefetched proposal not released: %r", exc)
+        if not held or release is None:
+            return
         try:
-            proposal = yield from tasks.result(call, wait_s)
-            points += proposal.points
+            await asyncio.wait_for(release(held), wait_s)
+        except Exception as exc:
+            logger.warning("could not release %d unmeasured proposals: %r", len(held), exc)
+
+    cleanup = tasks.BackgroundCall(hand_back)
+    for _ in range(3):  # bounded: a hard pause may cut the wait (resumed, it answers None)
+        try:
+            yield from bps.wait_for([cleanup])
         except RunEngineControlException:
             raise
-        except (Exception, asyncio.CancelledError) as exc:  # cancelled: ask timed out
-            logger.warning("prefetched proposal not released: %r", exc)
-    release = getattr(agent, "release", None)
-    if not points or release is None:
-        return
-    try:
-        yield from tasks.run_coroutine(lambda: asyncio.wait_for(release(points), wait_s))
-    except RunEngineControlException:
-        raise
-    except Exception as exc:
-        logger.warning("could not release %d unmeasured proposals: %s", len(points), exc)
+        except Exception as exc:
+            logger.warning("error during the clean-up of the unmeasured proposals (the "
+                           "release went on): %r", exc)
+        if cleanup.started and cleanup().done():
+            return
+    logger.warning("release of %d unmeasured proposals not confirmed", len(points))
 
 
 def measure_points(detectors, motors, tolerances, coordinates: Sequence[str], agent,
                    recorder: ProposalRecorder, max_points: int | None,
-                   ask_timeout_s: float) -> MsgGenerator[None]:
+                   ask_timeout_s: float, bounds: Sequence[Bounds] | None = None
+                   ) -> MsgGenerator[str]:
     """For each point: record the proposal, move (verified), trigger and read; until a stop.
 
     The next proposal is requested as soon as the current one is known, so the agent decides
@@ -199,11 +295,15 @@ def measure_points(detectors, motors, tolerances, coordinates: Sequence[str], ag
     checkpoint, so a pause or a suspender that rewinds never replays a saved event: the
     point in progress is re-taken from its move. A run that ends early (abort, stop, error;
     not halt, which runs no cleanup) hands its unmeasured proposals back to the agent.
+    Each proposal is checked (``check_proposal``) against ``bounds`` (default: unbounded).
+
+    Returns why the run ended: the agent's stop reason or the plan's budget (also logged).
     """
     unmeasured = Unmeasured()
     unmeasured.prefetch = tasks.BackgroundCall(lambda: agent.ask(1))
+    limits = list(bounds) if bounds is not None else [(-math.inf, math.inf)] * len(coordinates)
 
-    def steps() -> MsgGenerator[None]:
+    def steps() -> MsgGenerator[str]:
         measured = 0
         yield from bps.checkpoint()
         while max_points is None or measured < max_points:
@@ -211,14 +311,19 @@ def measure_points(detectors, motors, tolerances, coordinates: Sequence[str], ag
             proposal: Proposal = yield from wait_for_proposal(unmeasured.prefetch, agent,
                                                               ask_timeout_s)
             unmeasured.prefetch = None
+            check_proposal(proposal, agent, coordinates, limits)
             if proposal.phase == "done":
-                break
+                reason = (f"the agent at {agent_address(agent)} stopped the run after "
+                          f"{measured} points: "
+                          f"{getattr(proposal, 'stop_reason', None) or 'no reason given'}")
+                logger.info("gp_scan: %s", reason)
+                return reason
             unmeasured.current = proposal.points[0]
             recorder.record(proposal, wait_s=time.monotonic() - asked)
             yield from bps.trigger_and_read([recorder], name=STREAM)
             yield from bps.checkpoint()
             measured += 1
-            targets = [proposal.points[0][c] for c in coordinates]
+            targets = [float(proposal.points[0][c]) for c in coordinates]
             if max_points is None or measured < max_points:
                 here = dict(zip(coordinates, targets, strict=True))
                 unmeasured.prefetch = tasks.BackgroundCall(
@@ -228,6 +333,9 @@ def measure_points(detectors, motors, tolerances, coordinates: Sequence[str], ag
             yield from bps.trigger_and_read([*detectors, *motors])
             unmeasured.current = None
             yield from bps.checkpoint()
+        reason = f"max_points={max_points} measured (the plan's budget)"
+        logger.info("gp_scan: %s", reason)
+        return reason
 
     try:
         return (yield from bpp.finalize_wrapper(steps(), release_unmeasured(agent, unmeasured)))
@@ -235,6 +343,30 @@ def measure_points(detectors, motors, tolerances, coordinates: Sequence[str], ag
         if unmeasured.prefetch is not None:
             unmeasured.prefetch.cancel()
         raise
+
+
+def run_reporting_reason(plan: MsgGenerator[str | None], md: dict | None = None
+                         ) -> MsgGenerator[str]:
+    """``bpp.run_wrapper``, but a run that succeeds gets ``plan``'s return value as the stop
+    document's ``reason`` (bluesky's ``close_run(reason=...)``). Returns the run's uid."""
+    uid = yield from bps.open_run(md)
+    reason: str | None = None
+
+    def body() -> MsgGenerator[None]:
+        nonlocal reason
+        reason = yield from plan
+
+    def except_plan(e: Exception) -> MsgGenerator[None]:
+        if isinstance(e, RunEngineControlException):
+            yield from bps.close_run(exit_status=e.exit_status)
+        else:
+            yield from bps.close_run(exit_status="fail", reason=str(e))
+
+    def else_plan() -> MsgGenerator[None]:
+        yield from bps.close_run(exit_status="success", reason=reason)
+
+    yield from bpp.contingency_wrapper(body(), except_plan=except_plan, else_plan=else_plan)
+    return uid
 
 
 def gp_scan(
@@ -271,6 +403,12 @@ def gp_scan(
         detector field, bounds or units unlike the agent's, or no stop condition.
     MoveVerificationError: a readback not within tolerance after a move.
     agent.errors.AgentTimeoutError: the agent did not answer within ``ask_timeout_s``.
+    ProposalError: the agent proposed something the plan cannot measure (a missing or
+        non-finite coordinate, a point outside the bounds, no points before 'done'); the
+        message names the agent's address, the proposal id and the field.
+
+    The stop document's ``reason`` says why a successful run ended: the agent's stop reason
+    (phase 'done') or the plan's ``max_points`` budget; it is logged at INFO as well.
     """
     motors, bounds = parse_motor_bounds(args)
     if max_points is not None and max_points < 1:
@@ -287,8 +425,9 @@ def gp_scan(
                           (yield from motor_tolerance(motor, DEFAULT_TOLERANCE)))
     _md = start_metadata(detectors, motors, args, agent_config, max_points, tolerance, md)
     steps = measure_points(detectors, motors, tolerances, coordinates, agent,
-                           ProposalRecorder(coordinates, units), max_points, ask_timeout_s)
-    plan = bpp.stage_wrapper(bpp.run_wrapper(steps, md=_md), [*detectors, *motors])
+                           ProposalRecorder(coordinates, units), max_points, ask_timeout_s,
+                           bounds)
+    plan = bpp.stage_wrapper(run_reporting_reason(steps, md=_md), [*detectors, *motors])
     if reducer is not None:
         plan = bpp.subs_wrapper(plan, reducer)
     return (yield from plan)

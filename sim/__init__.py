@@ -15,6 +15,10 @@ PVs (prefix ``beamline.prefix``, default ``BL:``; see ``python -m sim --list``):
 - ``RING:CURRENT`` (mA), ``RING:DUMP``, ``RING:REFILL`` (:mod:`sim.ring`);
 - ``SHUTTER`` (CLOSED/OPEN command), ``SHUTTER:STATUS`` (readback, lags ``delay_s``).
 
+State across restarts (off by default): ``simulation.autosave: {path: ..., period_s: 1.0}``
+or ``--autosave PATH`` saves motor positions and settings and the scaler's TP, and restores
+them at start, as EPICS autosave does (:mod:`sim.autosave`).
+
 Ground truth for tests and benchmarks (never served): ``sim.samples.make_sample(name, seed)``
 and ``sim.samples.truth_grid``; the counting model is :mod:`sim.physics`.
 """

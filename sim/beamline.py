@@ -4,16 +4,21 @@ Every motor of ``beamline.elements`` is a motor record; a ``camera`` element is 
 areaDetector-style camera whose frames come from the optics train
 (:mod:`sim.optics_train`), which also sets the sample counts' transmission and spot size.
 A beamline without optics elements has neither (its sample sees the nominal beam).
+With ``simulation.autosave`` set, motor positions/settings and the scaler's TP survive a
+restart (:mod:`sim.autosave`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import numpy as np
 
+from sim.autosave import Autosave, AutosaveState, ScalerState
 from sim.camera_record import CameraRecord, camera_records, make_camera_record
 from sim.config import FullConfig
+from sim.errors import SimError
 from sim.motor_record import MotorRecord
 from sim.optics.camera import nd_stats
 from sim.optics_train import OpticsTrain, optics_motors
@@ -22,6 +27,8 @@ from sim.ring import RingCurrent, RingGroup
 from sim.samples import Sample, make_sample
 from sim.scaler_record import ScalerRecord
 from sim.shutter import ShutterGroup
+
+logger = logging.getLogger(__name__)
 
 
 def hidden_sample(config: FullConfig) -> Sample:
@@ -54,6 +61,10 @@ class SimBeamline:
             self.optics.attach(self.motors)
             self.cameras.append(make_camera_record(
                 bl.pv(self.optics.camera.pv), self.optics.camera, self.camera_frame, nd_stats))
+        self.autosave = (Autosave(sim.autosave.path, sim.autosave.period_s)
+                         if sim.autosave is not None else None)
+        self.restored: list[str] = []  # what the autosave file gave back at start-up
+        self._initialised = False
         self.pvdb: dict = {}
         for group in self._groups():
             self.pvdb.update(group.pvdb)
@@ -122,13 +133,58 @@ class SimBeamline:
         }
 
     async def initialise(self) -> None:
-        """Write every config-derived value; call before serving."""
+        """Write every config-derived value, or the autosaved one; call before serving."""
+        saved = self.autosave.load() if self.autosave is not None else None
+        if saved is not None:
+            self._restore_motors(saved)
         for group in self._groups():
             await group.initialise()
         for camera in self.cameras:
             await camera.stats.centroid_threshold.write(
                 self.config.simulation.optics.centroid_threshold)
+        if saved is not None and saved.scaler is not None:
+            await self.scaler.tp.write(saved.scaler.tp)
+            self.restored.append(f"{self.scaler.prefix}.TP={saved.scaler.tp}")
+        if saved is not None:
+            logger.info("restored from %s: %s", self.autosave.path, ", ".join(self.restored))
+        self._initialised = True
+
+    def _restore_motors(self, saved: AutosaveState) -> None:
+        for name, state in saved.motors.items():
+            motor = self.motors.get(name)
+            if motor is None:
+                logger.warning("autosave %s: motor %r is not in this config; not restored",
+                               self.autosave.path, name)
+                continue
+            try:
+                motor.restore(state)
+            except SimError as exc:
+                logger.warning("autosave %s: %s; not restored", self.autosave.path, exc)
+                continue
+            user = round(motor.user_of(state.load + state.shift), motor.motor_cfg.precision)
+            self.restored.append(f"{name}={user}")
+
+    def autosave_state(self) -> AutosaveState:
+        """What the autosave file holds: every motor, and the scaler's TP."""
+        return AutosaveState(
+            motors={name: motor.autosave_state() for name, motor in self.motors.items()},
+            scaler=ScalerState(tp=float(self.scaler.tp.value)))
+
+    def save_autosave(self) -> bool:
+        """Save now (if autosave is on, the beamline was initialised and something changed).
+        True if the file was written."""
+        if self.autosave is None or not self._initialised:
+            return False
+        return self.autosave.save(self.autosave_state())
+
+    async def _autosave_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.autosave.period_s)
+            self.save_autosave()
 
     async def run_background(self, async_lib=None) -> None:
-        """Background loops (ring current); a caproto ``startup_hook``."""
-        await asyncio.gather(self.ring.run())
+        """Background loops (ring current, autosave); a caproto ``startup_hook``."""
+        loops = [self.ring.run()]
+        if self.autosave is not None:
+            loops.append(self._autosave_loop())
+        await asyncio.gather(*loops)

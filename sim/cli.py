@@ -18,6 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="override simulation.seed")
     parser.add_argument("--misalign", type=float, default=None, metavar="FRACTION",
                         help="override simulation.optics.misalignment_fraction (0 to 0.5)")
+    parser.add_argument("--autosave", default=None, metavar="PATH",
+                        help="restore motor positions/settings and the scaler's TP from PATH "
+                             "at start, save them there periodically and on shutdown "
+                             "(overrides simulation.autosave.path; default: off)")
     parser.add_argument("--list", action="store_true",
                         help="print 'record type' lines, like dbl, and exit")
 
@@ -28,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from sim.server import run_until_signal
 
     try:
-        config = load_config(args.config, seed=args.seed, misalignment=args.misalign)
+        config = load_config(args.config, seed=args.seed, misalignment=args.misalign,
+                             autosave=args.autosave)
         beamline = SimBeamline(config)
     except SimError as exc:
         print(f"beamagent sim: {exc}", file=sys.stderr)
@@ -42,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"beamagent sim: serving {len(beamline.pvdb)} PVs on {args.interface}:{args.port} "
               f"(sample {config.simulation.sample}, seed {config.simulation.seed}); "
               "Ctrl-C stops", flush=True)
+        if beamline.autosave is not None:
+            restored = ", ".join(beamline.restored) or "nothing"
+            print(f"beamagent sim: autosave {beamline.autosave.path} every "
+                  f"{beamline.autosave.period_s} s; restored {restored}", flush=True)
 
     try:
         run_until_signal(beamline, args.port, args.interface, ready=banner)

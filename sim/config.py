@@ -109,6 +109,15 @@ class OpticsSimConfig(_Strict):
         default=5.0, ge=0, description="Stats1:CentroidThreshold at start-up, counts")
 
 
+class AutosaveConfig(_Strict):
+    """Save motor positions/settings and the scaler's TP to ``path`` and restore them on start
+    (``sim.autosave``), as EPICS autosave does. A relative path is taken from the working
+    directory of the simulator."""
+
+    path: Path = Field(description="the autosave JSON file")
+    period_s: float = Field(default=1.0, gt=0, le=3600, description="save period, s")
+
+
 class SimulationConfig(_Strict):
     """The ``simulation:`` section. Every field has a default, so the section may be omitted."""
 
@@ -121,6 +130,8 @@ class SimulationConfig(_Strict):
     beam: BeamAxesConfig = BeamAxesConfig()
     motors: dict[str, MotorSimConfig] = Field(default_factory=dict)
     optics: OpticsSimConfig = OpticsSimConfig()
+    autosave: AutosaveConfig | None = Field(
+        default=None, description="None (default): a restart starts from the config")
 
     def motor(self, name: str) -> MotorSimConfig:
         """Imperfections of motor ``name`` (ideal if not listed)."""
@@ -146,9 +157,11 @@ class FullConfig(_Strict):
 
 
 def load_config(path: str | Path = DEFAULT_BEAMLINE, *, seed: int | None = None,
-                misalignment: float | None = None) -> FullConfig:
-    """Validate a whole beamline YAML; ``seed`` overrides ``simulation.seed`` and
-    ``misalignment`` overrides ``simulation.optics.misalignment_fraction``.
+                misalignment: float | None = None,
+                autosave: str | Path | None = None) -> FullConfig:
+    """Validate a whole beamline YAML; ``seed`` overrides ``simulation.seed``,
+    ``misalignment`` overrides ``simulation.optics.misalignment_fraction`` and ``autosave``
+    overrides ``simulation.autosave.path`` (turning autosave on).
 
     Raises:
         SimConfigError: a key is unknown or a value is invalid (the message names it).
@@ -163,7 +176,10 @@ def load_config(path: str | Path = DEFAULT_BEAMLINE, *, seed: int | None = None,
         data["simulation"]["seed"] = seed
     if misalignment is not None:
         data["simulation"].setdefault("optics", {})["misalignment_fraction"] = misalignment
-    if seed is not None or misalignment is not None:
+    if autosave is not None:
+        section = data["simulation"].get("autosave") or {}
+        data["simulation"]["autosave"] = {**section, "path": str(autosave)}
+    if seed is not None or misalignment is not None or autosave is not None:
         try:  # re-validated, so an override is checked like the file
             full = FullConfig.model_validate(data)
         except ValueError as exc:

@@ -16,6 +16,7 @@ from caproto import ChannelType
 from caproto.server import PVGroup, PvpropertyDouble, pvproperty
 
 from configs.schema import MotorConfig
+from sim.autosave import MotorState
 from sim.config import MotorSimConfig
 from sim.errors import MotorLimitError
 from sim.motor_model import Mechanics
@@ -111,6 +112,7 @@ class MotorRecord(MotionMixin, PVGroup):
         self._done: asyncio.Future | None = None
         self._stop_requested = False
         self._finishing = False
+        self._restored: dict[str, float] = {}  # VELO/ACCL from an autosave (sim.autosave)
         # The record name itself is the VAL field, as in an IOC.
         self.pvdb[prefix] = self.val
 
@@ -131,16 +133,48 @@ class MotorRecord(MotionMixin, PVGroup):
         """Mechanical (true load) position, egu: what the hidden physics uses."""
         return self.mech.load
 
+    # ---- autosave ----------------------------------------------------------------------
+    def autosave_state(self) -> MotorState:
+        """Position (mechanical motor and load, dial shift) and settings, for sim.autosave.
+        A move in progress is saved where it is now."""
+        return MotorState(motor=self.mech.motor, load=self.mech.load, shift=self.shift,
+                          off=self._off, dir="Neg" if self.sign < 0 else "Pos",
+                          dllm=self.dial_limits[0], dhlm=self.dial_limits[1],
+                          velo=float(self.velo.value), accl=float(self.accl.value))
+
+    def restore(self, state: MotorState) -> None:
+        """Take a saved position and settings; call before ``initialise``, which posts them.
+
+        Raises:
+            MotorLimitError: the saved position is beyond the travel ends of this config.
+        """
+        lo, hi = self.mech.hard_low, self.mech.hard_high
+        for name, value in (("motor", state.motor), ("load", state.load)):
+            if not lo <= value <= hi:
+                raise MotorLimitError(f"{self.prefix}: saved {name} position {value} is beyond "
+                                      f"the travel ends [{lo}, {hi}] {self.motor_cfg.egu}")
+        self.mech.motor, self.mech.load = state.motor, state.load
+        self.shift, self._off = state.shift, state.off
+        self.sign = -1 if state.dir == "Neg" else 1
+        self.dial_limits = (state.dllm, state.dhlm)
+        self._target_dial = self.mech.load + self.shift  # not moving after a restart
+        self._restored = {"velo": state.velo, "accl": state.accl}
+
     # ---- start-up ----------------------------------------------------------------------
     async def initialise(self) -> None:
-        """Write the config values. Call before the server accepts clients."""
+        """Write the config values (or the restored ones). Call before the server accepts
+        clients."""
         m = self.motor_cfg
         await self.egu.write(m.egu)
         await self.desc.write(m.description)
         await self.prec.write(m.precision)
         await self.vmax.write(m.velocity * 10)
-        await self.velo.write(m.velocity, verify_value=False)
-        await self.accl.write(m.acceleration_s)
+        velo = self._restored.get("velo", m.velocity)
+        await self.velo.write(velo if 0 < velo <= m.velocity * 10 else m.velocity,
+                              verify_value=False)
+        await self.accl.write(self._restored.get("accl", m.acceleration_s))
+        await self.off.write(self._off, verify_value=False)
+        await self.dir.write("Neg" if self.sign < 0 else "Pos", verify_value=False)
         await self.rdbd.write(m.tolerance)
         await self.rtry.write(self.sim_cfg.retries)
         step = m.tolerance / 10.0

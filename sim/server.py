@@ -99,7 +99,10 @@ async def serve(beamline: SimBeamline, port: int, interface: str = "127.0.0.1",
     ctx = NodelayContext(beamline.pvdb, [interface])
     if ready is not None:
         ready(ctx)
-    await ctx.run(startup_hook=beamline.run_background)
+    try:
+        await ctx.run(startup_hook=beamline.run_background)
+    finally:  # a clean shutdown (cancelled by SIGINT/SIGTERM) saves the latest state
+        beamline.save_autosave()
 
 
 def run_until_signal(beamline: SimBeamline, port: int, interface: str = "127.0.0.1",
