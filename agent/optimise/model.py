@@ -56,7 +56,24 @@ class QuadraticMean:
         return np.zeros((len(hyperparameters), len(x)))
 
 
-class FullQuadraticMean:
+class _QuadraticForm:
+    """c + g.dx + dx.H.dx/2 about ``xc`` with ``w = [c, g]`` and ``h`` set by a subclass
+    (gpCAM prior_mean_function signature; the mean has no hyperparameters)."""
+
+    xc: np.ndarray
+    w: np.ndarray
+    h: np.ndarray
+
+    def __call__(self, x, hyperparameters=None):
+        dx = np.asarray(x) - self.xc
+        d = len(self.xc)
+        return self.w[0] + dx @ self.w[1:1 + d] + 0.5 * np.einsum("ni,ij,nj->n", dx, self.h, dx)
+
+    def grad(self, x, hyperparameters):
+        return np.zeros((len(hyperparameters), len(x)))
+
+
+class FullQuadraticMean(_QuadraticForm):
     """Concave quadratic prior mean c + g.dx + dx.H.dx/2 with cross terms (ridges), fitted by
     ridge least squares; H is projected onto negative semi-definite matrices (eigenvalues
     clipped at 0) and c, g refitted, so the mean never extrapolates upwards."""
@@ -80,16 +97,8 @@ class FullQuadraticMean:
         f1 = f[:, :1 + d]
         self.w = np.linalg.lstsq(f1, r, rcond=None)[0]
 
-    def __call__(self, x, hyperparameters=None):
-        dx = np.asarray(x) - self.xc
-        d = len(self.xc)
-        return self.w[0] + dx @ self.w[1:1 + d] + 0.5 * np.einsum("ni,ij,nj->n", dx, self.h, dx)
 
-    def grad(self, x, hyperparameters):
-        return np.zeros((len(hyperparameters), len(x)))
-
-
-class FixedCurvatureMean:
+class FixedCurvatureMean(_QuadraticForm):
     """Concave quadratic prior mean c + g.dx + dx.H.dx/2 with the curvature H given (e.g.
     from an earlier run: the optics' shape does not drift, their position does) and only c,
     g fitted to the data, by ridge least squares (the slopes shrunk when there are fewer
@@ -104,14 +113,6 @@ class FixedCurvatureMean:
         reg = ridge * max(n, 1) * np.eye(1 + d)
         reg[0, 0] = 0.0
         self.w = np.linalg.solve(f.T @ f + reg, f.T @ r)
-
-    def __call__(self, x, hyperparameters=None):
-        dx = np.asarray(x) - self.xc
-        d = len(self.xc)
-        return self.w[0] + dx @ self.w[1:1 + d] + 0.5 * np.einsum("ni,ij,nj->n", dx, self.h, dx)
-
-    def grad(self, x, hyperparameters):
-        return np.zeros((len(hyperparameters), len(x)))
 
 
 def curvature(x: np.ndarray, z: np.ndarray, ridge: float = 1e-2) -> np.ndarray:
