@@ -25,8 +25,10 @@ Pause scans while the beam is lost (either flavour)::
     from devices.suspenders import suspend_on_beam_loss
     RE.install_suspender(suspend_on_beam_loss(bl.ring_current, floor_mA=100, sleep_s=5))
 
-Both beamlines have the same attributes (``sample_stage.x/.y``, ``mono_energy``, ``scaler``,
-``ring_current``, ``shutter``, ``motors`` by config name) and the same event fields:
+Both beamlines are built from ``beamline.elements`` and have the same attributes: one per
+element by its config name (``sample_stage.x/.y``, ``mono_energy``, ``dcm.pitch``,
+``ssa.gap``, ``vkb.bender``, ``hkb.height``, ``beam_camera``, ``scaler``), ``ring_current``,
+``shutter``, ``motors`` (by motor name) and ``motor(name)``; and the same event fields:
 
 =================  ===================================================  ==========
 field              what                                                 units
@@ -38,6 +40,10 @@ field              what                                                 units
 ``det``            scaler channel 3, fluorescence detector              counts
 ``ring_current``   storage-ring current                                 mA
 ``shutter_status`` ``"OPEN"`` / ``"CLOSED"``                            --
+``dcm_pitch`` ...  optics motor readbacks, by motor name                urad, um, %
+``beam_camera_*``  NDStats of each frame: ``total``, ``max_value``,     counts, px
+                   ``mean_value``, ``centroid_x/_y``, ``sigma_x/_y``,
+                   ``sigma_xy``
 =================  ===================================================  ==========
 
 Classic ophyd adds its usual extras to events (``sample_x_user_setpoint``, ``scaler_time``);
@@ -51,7 +57,8 @@ Behaviour added on top of the stock classes (both flavours):
   ("move of sample_x to 12.0 mm outside limits [-10.0, 10.0] mm") before moving;
 * ophyd-async puts rejected by the IOC (or cut by a disconnect) raise :class:`PutError`
   (see :mod:`devices.ca_put` for the upstream bug this works around);
-* scaler ``trigger`` waits for ``:NACQ`` to increment, so reads are never stale;
+* scaler ``trigger`` waits for ``:NACQ`` to increment, and camera ``trigger`` for
+  ``Stats1:ArrayCounter_RBV``, so reads are never stale;
 * :func:`devices.suspenders.suspend_on_beam_loss` pauses scans when the beam is lost.
 
 Nothing connects, patches or starts threads at import time.
