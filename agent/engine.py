@@ -48,13 +48,14 @@ class Engine:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self._lock = threading.RLock()
         self._rng = np.random.default_rng(config.seed)
-        n0 = config.initial_design.n_points
+        n0 = self._n0 = design_size(config, self.space.d)
         self._design = initial_design(config.initial_design.method, n0, self.space.d,
                                       config.seed)
         # spare points for failed or lost design points
         self._design = np.vstack([self._design, initial_design("sobol", 3 * n0, self.space.d,
                                                                config.seed + 1)])
         self._check = check_grid(self.space.d, config.seed)
+        self._raster_reversed: bool | None = None  # raster design run from its far end
         self._measurements: list[Measurement] = []
         self._keys: set[tuple[str, int]] = set()
         self._x: list[np.ndarray] = []
@@ -228,7 +229,7 @@ class Engine:
             if reason is not None:
                 return self._proposal([], [], "done", t0, reason)
             n = min(n, room) if room is not None else n
-            if len(self._x) < self.config.initial_design.n_points or self._gp is None:
+            if len(self._x) < self._n0 or self._gp is None:
                 pts, vals, phase = self._design_points(n, origin), None, "initial_design"
             else:
                 pts, vals = self._gp_points(n, origin)
@@ -259,9 +260,21 @@ class Engine:
     def _design_points(self, n: int, origin) -> np.ndarray:
         free = ~near(self._design, self._taken(), self.config.pending_tolerance)
         pts = self._design[free][:n]
-        block = self._design[:self.config.initial_design.n_points]
+        block = self._design[:self._n0]
         open_block = block[free[:len(block)]]
-        if origin is not None and len(open_block) > n:
+        if self.config.initial_design.method == "raster" and len(open_block):
+            # a raster is run in its serpentine order (nearest-first breaks it: with parallel
+            # motors the diagonal neighbour is as near as the next point of the row, and the
+            # tie is decided by rounding, so the path zig-zags and ends with long jumps),
+            # from whichever end is nearer the motors at the first ask
+            if self._raster_reversed is None:
+                self._raster_reversed = bool(
+                    origin is not None and len(open_block) == len(block) and
+                    np.diff(travel_time_s(self.space.to_eng(origin),
+                                          self.space.to_eng(block[[0, -1]]),
+                                          self.space.velocity))[0] < 0)
+            pts = (open_block[::-1] if self._raster_reversed else open_block)[:n]
+        elif origin is not None and len(open_block) > n:
             # the design's order does not matter once all of it is run: visit nearest first
             t = travel_time_s(self.space.to_eng(origin), self.space.to_eng(open_block),
                               self.space.velocity)
@@ -369,7 +382,7 @@ class Engine:
         if s.max_time_s is not None and elapsed >= s.max_time_s:
             return f"max_time_s reached: {elapsed:.1f} s of {s.max_time_s} s"
         if s.target_uncertainty is not None and self._gp is not None and \
-                len(self._x) >= self.config.initial_design.n_points:
+                len(self._x) >= self._n0:
             _, sd = value_moments(self._gp, *posterior_mean_std(self._gp, self._check))
             stat = float(np.max(sd) if s.uncertainty_statistic == "max" else np.mean(sd))
             if stat <= s.target_uncertainty:
@@ -407,6 +420,25 @@ class Engine:
             u = self.space.to_unit(pts)
             mu, sd = value_moments(self._gp, *posterior_mean_std(self._gp, u))
         return mu, sd ** 2
+
+    def posterior_mean(self, points: np.ndarray, chunk: int = 5000) -> np.ndarray:
+        """The map: posterior mean (m,) at ``points`` (m, d) in engineering units, without
+        the variance (a fraction of :meth:`posterior`'s cost on large grids). For the log-GP
+        it is the lognormal median, as in :meth:`posterior`.
+
+        Raises AgentError before the GP exists (fewer than 2 successful measurements).
+        """
+        pts = np.atleast_2d(np.asarray(points, dtype=float))
+        if pts.shape[1] != self.space.d:
+            raise MessageError(f"posterior_mean: points have {pts.shape[1]} columns, "
+                               f"expected {self.space.d} ({self.space.names})")
+        with self._lock:
+            if self._gp is None:
+                raise AgentError(f"posterior_mean: no model yet ({len(self._x)} measurements)")
+            u = self.space.to_unit(pts)
+            mu = np.concatenate([np.asarray(self._gp.posterior_mean(u[i:i + chunk])["m(x)"])
+                                 .reshape(-1) for i in range(0, len(u), chunk)])
+            return value_moments(self._gp, mu, np.zeros_like(mu))[0]
 
     @property
     def measurements(self) -> list[Measurement]:
@@ -494,6 +526,21 @@ class Engine:
         """Stop background training; idempotent."""
         self._closed = True
         self._trainer.close()
+
+
+def design_size(config: EngineConfig, d: int) -> int:
+    """Points in the start-up design. ``initial_design.n_points``, except for a raster: the
+    largest full k^d raster (k >= 2) within n_points and within a third of
+    ``stop.max_points``, so that the coarse raster always covers the whole space and leaves
+    most of a short run to the adaptive phase (a raster cut short by the point budget leaves
+    part of the sample unseen)."""
+    n = config.initial_design.n_points
+    if config.initial_design.method != "raster":
+        return n
+    if config.stop.max_points is not None:
+        n = min(n, config.stop.max_points // 3)
+    k = max(int(np.floor(max(n, 1) ** (1.0 / d) + 1e-9)), 2)
+    return k ** d
 
 
 def _with_exploration(s: np.ndarray, gap: np.ndarray | None, explore: float) -> np.ndarray:
