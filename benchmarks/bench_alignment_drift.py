@@ -26,7 +26,12 @@ Protocol (fixed before any run; OPTICS.md counting noise as in bench_alignment.p
    - ``nelder_mead``: the baseline, cold.
    Scored on the noise-free objective at t = day 2 against J*(t) (the optimum after drift).
 
+``--no-drift``: the control case, nothing drifted but the motors were moved: day 2 starts
+from a fresh +-10 % misalignment around the optimum (the warm variant of
+bench_alignment.py), and yesterday's data are still true.
+
     python benchmarks/bench_alignment_drift.py [--seeds 10] [--day1 150] [--day2 100]
+        [--no-drift]
 """
 
 from __future__ import annotations
@@ -108,12 +113,16 @@ def task(args: tuple) -> list[dict]:
     h = day1.curvature()
     b1 = day1.best()[0]
     day1.close()
-    shift = halving_shift(model, b1)
+    shift = 0.0 if a.no_drift else halving_shift(model, b1)
     t_s = a.hours * 3600.0
     drifted = drifted_model(model, shift, a.hours)
     bounds = default_bounds(False)
     _, j_star = find_optimum(_AtTime(drifted, t_s), bounds)
     truth = lambda p: drifted.objective(p, t_s)  # noqa: E731
+    if a.no_drift:  # the motors were moved, the optics did not change
+        from sim.optics.scoring import misaligned_start
+        optimum, _ = find_optimum(model, bounds)
+        b1 = misaligned_start(model, bounds, optimum, 0.1, np.random.default_rng(seed + 500))
     out = []
     for method in a.methods:
         cam = DriftingCamera(drifted, seed + 1000, t_s)
@@ -209,6 +218,8 @@ def main() -> None:
     ap.add_argument("--hours", type=float, default=12.0)
     ap.add_argument("--stale-rsd", type=float, default=0.3)
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    ap.add_argument("--no-drift", action="store_true",
+                    help="control case: no drift, day 2 from a fresh +-10 %% misalignment")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" /
                                          "alignment_drift.json"))
