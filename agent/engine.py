@@ -405,19 +405,25 @@ class Engine:
                     self.config.acquisition_name, "mode": self.config.mode,
             }
 
+    def _model_points(self, points: np.ndarray, what: str) -> np.ndarray:
+        """``points`` (m, d) in engineering units as unit-cube positions, once a GP exists
+        (call holding the lock). Raises MessageError for the wrong number of columns,
+        AgentError before the GP exists."""
+        pts = np.atleast_2d(np.asarray(points, dtype=float))
+        if pts.shape[1] != self.space.d:
+            raise MessageError(f"{what}: points have {pts.shape[1]} columns, "
+                               f"expected {self.space.d} ({self.space.names})")
+        if self._gp is None:
+            raise AgentError(f"{what}: no model yet ({len(self._x)} measurements)")
+        return self.space.to_unit(pts)
+
     def posterior(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean (m,) and variance (m,) at ``points`` (m, d) in engineering units.
 
         Raises AgentError before the GP exists (fewer than 2 successful measurements).
         """
-        pts = np.atleast_2d(np.asarray(points, dtype=float))
-        if pts.shape[1] != self.space.d:
-            raise MessageError(f"posterior: points have {pts.shape[1]} columns, "
-                               f"expected {self.space.d} ({self.space.names})")
         with self._lock:
-            if self._gp is None:
-                raise AgentError(f"posterior: no model yet ({len(self._x)} measurements)")
-            u = self.space.to_unit(pts)
+            u = self._model_points(points, "posterior")
             mu, sd = value_moments(self._gp, *posterior_mean_std(self._gp, u))
         return mu, sd ** 2
 
@@ -428,14 +434,8 @@ class Engine:
 
         Raises AgentError before the GP exists (fewer than 2 successful measurements).
         """
-        pts = np.atleast_2d(np.asarray(points, dtype=float))
-        if pts.shape[1] != self.space.d:
-            raise MessageError(f"posterior_mean: points have {pts.shape[1]} columns, "
-                               f"expected {self.space.d} ({self.space.names})")
         with self._lock:
-            if self._gp is None:
-                raise AgentError(f"posterior_mean: no model yet ({len(self._x)} measurements)")
-            u = self.space.to_unit(pts)
+            u = self._model_points(points, "posterior_mean")
             mu = np.concatenate([np.asarray(self._gp.posterior_mean(u[i:i + chunk])["m(x)"])
                                  .reshape(-1) for i in range(0, len(u), chunk)])
             return value_moments(self._gp, mu, np.zeros_like(mu))[0]
