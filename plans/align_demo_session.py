@@ -24,9 +24,8 @@ from plans.align_strategies import progressive_align, sequential_align  # noqa: 
 from plans.objective import FluxDensity, measure_dark  # noqa: E402
 from plans.tasks import run_coroutine  # noqa: E402
 from sim.config import load_config  # noqa: E402
-from sim.optics_train import OpticsTrain  # noqa: E402
+from sim.optics_train import OPTICS_KINDS, OpticsTrain  # noqa: E402
 
-OPTICS_KINDS = ("dcm", "slits", "kb_mirror")
 ZOOM_PX = 40  # camera pixels shown around the spot in the figure
 LABELS = {"bo": "align (trust-region BO, gpCAM)",
           "progressive": "progressive_align (element by element, then global)",
