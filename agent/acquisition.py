@@ -5,7 +5,7 @@ m x m covariance, so one call over thousands of candidates costs seconds; chunks
 it near m*N^2). Scores are "larger is better".
 
 ``mapping`` (our acquisition for map making): posterior std weighted by how much the signal
-changes there, ``sd * (FLOOR + |mu - median(y)|/s + ell*|grad mu|/s)`` with s the spread of
+changes there, ``sd * (1 + gain * (|mu - median(y)| + ell*|grad mu|) / s)`` with s the spread of
 the data and ell the mean length scale. Plain posterior std (gpCAM's ``variance``) depends only
 on where points are, not on what was measured, so it fills space like a grid; weighting by
 amplitude and gradient puts points on peaks and edges, where a stationary GP's error is
@@ -30,8 +30,6 @@ import numpy as np
 
 from agent.training import length_scales, prior_variance
 
-#: weight of signal change relative to plain std; 1 + GAIN*(change / range of the data)
-GAIN = float(__import__("os").environ.get("BEAMAGENT_MAPPING_GAIN", "2.0"))
 CHUNK = 100
 VARIATION_K = 4
 RESIDUAL_K = 6
@@ -131,12 +129,14 @@ class Scorer:
     """
 
     def __init__(self, acquisition: str | Callable, gp, x: np.ndarray, y: np.ndarray,
-                 beta: float, variation_floor: float = 0.5, variation_measure: str = "range"):
+                 beta: float, variation_floor: float = 0.5, variation_measure: str = "range",
+                 mapping_gain: float = 2.0):
         self.name = acquisition if isinstance(acquisition, str) else "callable"
         self.x = x
         self.log = is_log(gp)
         self.mu, self.sd = posterior_mean_std(gp, x)
         self._fixed = None
+        self._gain = mapping_gain
         if callable(acquisition):
             # a user callable f(x, gp) in gpCAM's convention: no std decomposition, scored once
             self._fixed = np.asarray(acquisition(x, gp), dtype=float).reshape(-1)
@@ -164,12 +164,12 @@ class Scorer:
         mean, sd = value_moments(gp, self.mu, self.sd)
         amp = np.abs(mean - np.median(y)) / spread
         # the gradient costs d mean evaluations per point: only where it can matter
-        top = np.argsort(sd * (1.0 + GAIN * amp))[-GRADIENT_TOP:]
+        top = np.argsort(sd * (1.0 + self._gain * amp))[-GRADIENT_TOP:]
         grad = ell * gradient_norm(gp, x[top], self.mu[top], step) / spread
         if self.log:  # d exp(mu) = exp(mu) d mu
             grad = grad * np.exp(self.mu[top])
-        weight = 1.0 + GAIN * amp
-        weight[top] += GAIN * grad
+        weight = 1.0 + self._gain * amp
+        weight[top] += self._gain * grad
         return weight
 
     def score(self, sd: np.ndarray | None = None, gap: np.ndarray | None = None

@@ -111,6 +111,9 @@ class EngineConfig(_Strict):
         "to the nearest measured point, added to the max-normalised score; finds features "
         "that the model has not seen at all (the GP's std is small where it believes the map "
         "is flat)")
+    mapping_gain: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = Field(
+        default=2.0, description="'mapping' acquisition: std * (1 + gain * (|mu - median| + "
+        "ell * |grad mu|) / data range); 0 is plain posterior std")
     variation_floor: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = Field(
         default=0.5, description="'variation' acquisition gap * (local range / data range + "
         "floor): the floor keeps covering quiet regions")

@@ -293,7 +293,7 @@ class Engine:
         cand = cand[~near(cand, self._taken(), tol)]
         acq = cfg.acquisition if cfg.acquisition is not None else cfg.acquisition_name
         scorer = Scorer(acq, self._gp, cand, np.array(self._y), cfg.ucb_beta,
-                        cfg.variation_floor, cfg.variation_measure)
+                        cfg.variation_floor, cfg.variation_measure, cfg.mapping_gain)
         sd = scorer.sd.copy()
         if self._pending:  # pending points count as measured for the std (kriging believer)
             rho = correlation(self._gp, cand, np.array(self._pending))

@@ -112,3 +112,17 @@ def test_variation_puts_points_on_a_step():
     x = np.array([m.positions["x"] for m in e.measurements[16:]])
     assert np.mean(np.abs(x - 0.3) < 1.5) > 0.5  # > half of GP-phase points within 15 %
     e.close()
+
+
+def test_mapping_gain_is_a_config_knob():
+    """gain 0 is plain posterior std (a space filler); the default weights the peak."""
+    with pytest.raises(ConfigError, match="mapping_gain"):
+        cfg(mapping_gain=-1)
+
+    def near_peak(gain):
+        e = run(Engine(cfg(acquisition="mapping", mapping_gain=gain)), 40)
+        x = np.array([[m.positions["x"], m.positions["y"]] for m in e.measurements[9:]])
+        e.close()
+        return np.mean(np.hypot(x[:, 0] - 1, x[:, 1] - 4) < 2.0)
+
+    assert near_peak(2.0) > near_peak(0.0) + 0.1
