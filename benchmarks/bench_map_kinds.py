@@ -73,12 +73,12 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import bench_map_quality as mq  # noqa: E402
 import numpy as np  # noqa: E402
 from agent_settings import SHIPPED, model_settings  # noqa: E402
-from scipy import ndimage  # noqa: E402
 from scipy.interpolate import RegularGridInterpolator  # noqa: E402
 
 from agent.config import make_engine_config  # noqa: E402
 from agent.engine import Engine  # noqa: E402
 from agent.messages import Measurement  # noqa: E402
+from plans.scoring import boundary_error_mm, features_found  # noqa: E402
 
 HALF = mq.HALF
 RESULTS = Path(__file__).parent / "results"
@@ -282,58 +282,16 @@ def _grid():
     return g, gx, gy
 
 
-def _contour(z: np.ndarray, c: float) -> np.ndarray:
-    """Pixels (bool mask) where z crosses level c between 4-neighbours (both sides marked)."""
-    a = z > c
-    m = np.zeros_like(a)
-    h = a[:, 1:] != a[:, :-1]
-    v = a[1:, :] != a[:-1, :]
-    m[:, 1:] |= h
-    m[:, :-1] |= h
-    m[1:, :] |= v
-    m[:-1, :] |= v
-    return m
-
-
 def boundary_error(z_true: np.ndarray, z_rec: np.ndarray, levels) -> float:
     """Symmetric mean distance (mm) between the true and reconstructed level contours."""
-    px = 2 * HALF / (NG - 1)
-    tot, w = 0.0, 0.0
-    for c in levels:
-        t, r = _contour(z_true, c), _contour(z_rec, c)
-        if not t.any():
-            continue
-        if not r.any():
-            e = 2 * HALF  # no contour at all: the side of the square
-        else:
-            dt = ndimage.distance_transform_edt(~t) * px  # distance to the true contour
-            dr = ndimage.distance_transform_edt(~r) * px
-            e = 0.5 * (dr[t].mean() + dt[r].mean())
-        tot += e * t.sum()
-        w += t.sum()
-    return float(tot / w)
+    return boundary_error_mm(z_true, z_rec, levels, 2 * HALF / (NG - 1))
 
 
 def detections(m: Map, z_rec: np.ndarray, gx, gy) -> tuple[float, int]:
     """(fraction of features found, false detections) of the reconstructed map."""
     centres, heights = m.features
-    bg = m.background(gx, gy)
-    above = z_rec - bg
-    peak = (z_rec >= ndimage.maximum_filter(z_rec, size=3, mode="nearest"))
-    lab, n = ndimage.label(peak & (above >= 0.5 * np.min(heights)))
-    if n == 0:
-        return 0.0, 0
-    idx = np.arange(1, n + 1)
-    cy, cx = np.array(ndimage.center_of_mass(np.ones_like(z_rec), lab, idx)).T
-    g = gx[0]
-    mx = np.interp(cx, np.arange(NG), g)
-    my = np.interp(cy, np.arange(NG), g)
-    val = np.array(ndimage.maximum(above, lab, idx))
-    d = np.hypot(mx[:, None] - centres[None, :, 0], my[:, None] - centres[None, :, 1])
-    near = d <= R_FOUND
-    found = np.any(near & (val[:, None] >= 0.5 * heights[None, :]), axis=0)
-    false = int(np.sum(~np.any(near, axis=1)))
-    return float(np.mean(found)), false
+    return features_found(z_rec, gx[0], gy[:, 0], centres, heights, m.background(gx, gy),
+                          R_FOUND)
 
 
 def scores(m: Map, z_true, z_rec, gx, gy) -> dict:
