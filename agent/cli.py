@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
-import threading
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads BLAS (FIELD_NOTES)
+
+from agent.signals import StopFlag  # noqa: E402
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    stop = StopFlag().install()  # first: a SIGTERM during start-up is a clean stop too
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s "
                         "%(message)s")
     from agent.service import AgentService
@@ -45,9 +46,6 @@ def run(args: argparse.Namespace) -> int:
         {**config.service.model_dump(), **overrides})
     service = AgentService(config.engine, service_config)
     addresses = service.bind()
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     print("READY " + " ".join(f"{k}={v}" for k, v in sorted(addresses.items())), flush=True)
     service.run(stop)
     logging.getLogger(__name__).info("stopped cleanly")

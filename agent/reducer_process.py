@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import threading
 from collections.abc import Callable, Iterable
 
@@ -26,6 +25,7 @@ from event_model import DocumentNames
 from agent import doc_codec
 from agent.reducers import ImageReducer, Reducer, ScalarReducer
 from agent.service_config import ImageReducerConfig, ReducerConfig, load_agent_config
+from agent.signals import StopFlag
 
 logger = logging.getLogger("agent.reducers")
 
@@ -57,7 +57,7 @@ class DocumentSubscriber:
         self._socket.setsockopt(zmq.SUBSCRIBE, b"")
         self._socket.connect(address)
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event | StopFlag) -> None:
         """Route documents until ``stop`` is set."""
         try:
             while not stop.is_set():
@@ -109,9 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     service = config.service
     address = args.agent or f"tcp://127.0.0.1:{service.measurement_port}"
     reducers = build_reducers(config.reducers, address, args.encoding)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = StopFlag().install()  # re-entrant safe: a burst of SIGTERMs cannot deadlock
     subscriber = DocumentSubscriber(args.proxy, reducers)
     logger.info("reducing documents from %s into %s", args.proxy, address)
     try:
