@@ -14,6 +14,7 @@ import sys
 SUBCOMMANDS = {
     "sim": ("sim.cli", "serve the simulated beamline (caproto IOCs) on loopback"),
     "agent": ("agent.cli", "serve the GP decision engine over ZeroMQ"),
+    "keys": ("agent.keys_cli", "generate CURVE keys for the agent service and its clients"),
     "demo": ("plans.demo", "run an autonomous 2-D map end to end on the simulator"),
     "align-demo": ("plans.align_demo", "align the simulated optics end to end, with baselines"),
 }
