@@ -15,8 +15,6 @@ is verified, and after ``max_failures_in_row`` failed evaluations in a row the m
 back to the best point before the search goes on.
 """
 
-from __future__ import annotations
-
 import asyncio
 import logging
 import math
@@ -28,6 +26,7 @@ from typing import Any
 
 from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
+from bluesky.protocols import Movable, Readable
 from bluesky.utils import MsgGenerator
 
 from agent.config import ConfigError
@@ -158,8 +157,8 @@ class _Progress:
 
 
 def align(
-    detectors: Sequence[Any],
-    *motors: Any,
+    detectors: Sequence[Readable],
+    *motors: Movable,
     value: str = "flux_density",
     max_evaluations: int = 100,
     bounds: Mapping[str, tuple[float, float]] | None = None,
@@ -176,29 +175,52 @@ def align(
 
     Parameters
     ----------
-    detectors: readables triggered and read at each point; one of them reads ``value`` (and
-        optionally ``<value>_variance`` and ``<value>_failure``, as
+    detectors : list of Readable
+        Detectors triggered and read at each point (queued by name); one of them reads
+        ``value`` (and optionally ``<value>_variance`` and ``<value>_failure``, as
         ``plans.objective.FluxDensity`` does).
-    *motors: the motors to align; each coordinate is named after its motor.
-    value: the event field to maximise.
-    max_evaluations: evaluations of this run (failed ones included), the final re-measure
-        of the best point excluded.
-    bounds: ``{motor name: (low, high)}`` in the motor's units; default its soft limits.
-    optimiser: ``trust_region_bo`` (default), ``nelder_mead``, ``random_search`` or
+    *motors : Movable
+        The motors to align (queued by name); each coordinate is named after its motor.
+    value : str, optional
+        The event field to maximise (default ``flux_density``, counts/s/um^2).
+    max_evaluations : int, optional
+        Evaluations of this run (failed ones included), the final re-measure of the best
+        point excluded.
+    bounds : dict, optional
+        ``{motor name: (low, high)}`` in each motor's engineering units (EGU); default the
+        motor's soft limits.
+    optimiser : str, optional
+        ``trust_region_bo`` (default), ``nelder_mead``, ``random_search`` or
         ``sequential_scan`` (``agent.optimise``).
-    options: further fields of the optimiser's config (e.g. ``{"max_step_fraction": 0.1}``).
-    history: earlier measurements (warm start, ``plans.warm_start``), same coordinates.
-    max_failures_in_row: after this many failed evaluations in a row, move back to the best.
-    patience: stop after this many evaluations without a relative improvement of
+    options : dict, optional
+        Further fields of the optimiser's config (e.g. ``{"max_step_fraction": 0.1}``).
+    history : list of agent.messages.Measurement, optional
+        Earlier measurements (warm start, ``plans.warm_start``), same coordinates.
+    max_failures_in_row : int, optional
+        After this many failed evaluations in a row, move back to the best point.
+    patience : int, optional
+        Stop after this many evaluations without a relative improvement of
         ``min_improvement`` (None: run the whole budget).
-    tolerance: |readback - target| accepted after a move, egu; default each motor's RDBD.
-    md: metadata merged into the start document.
+    min_improvement : float, optional
+        Relative improvement that resets ``patience`` (default 0.01, i.e. 1 %).
+    tolerance : float, optional
+        |readback - target| accepted after a move, in each motor's EGU; default each motor's
+        RDBD.
+    md : dict, optional
+        Metadata merged into the start document.
 
     Returns
     -------
-    AlignmentResult, also logged. Raises PlanArgumentError before the first move for an
-    unknown field, bounds outside a motor's limits, a start outside the bounds or an invalid
-    optimiser option; MoveVerificationError if a readback misses its target.
+    AlignmentResult
+        What the run found, also logged.
+
+    Raises
+    ------
+    PlanArgumentError
+        Before the first move, for an unknown field, bounds outside a motor's limits, a
+        start outside the bounds or an invalid optimiser option.
+    MoveVerificationError
+        A readback missed its target.
     """
     if not motors:
         raise PlanArgumentError("align needs at least one motor")

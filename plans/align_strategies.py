@@ -8,8 +8,6 @@
   scan width shrinking each pass.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,6 +15,7 @@ from bluesky import plan_stubs as bps
 from bluesky import plans as bp
 from bluesky import preprocessors as bpp
 from bluesky.callbacks.fitting import PeakStats
+from bluesky.protocols import Movable, Readable
 from bluesky.utils import MsgGenerator
 
 from agent.messages import Measurement
@@ -33,8 +32,8 @@ def _positions(motors) -> MsgGenerator[dict[str, float]]:
 
 
 def progressive_align(
-    detectors: Sequence[Any],
-    stages: Sequence[Sequence[Any]],
+    detectors: Sequence[Readable],
+    stages: Sequence[Sequence[Movable]],
     *,
     value: str = "flux_density",
     stage_evaluations: int = 30,
@@ -48,14 +47,36 @@ def progressive_align(
 
     Parameters
     ----------
-    stages: e.g. ``[[dcm.pitch, dcm.roll], [ssa.center, ssa.gap], [vkb.pitch, ...]]``.
-    stage_evaluations: budget of each stage (failed evaluations included).
-    patience: a stage stops after this many evaluations without a 1 % improvement.
-    global_evaluations: budget of the final pass over every motor (0: no global pass).
-    bounds, options, value: as for ``align``.
+    detectors : list of Readable
+        Detectors triggered and read at each point (queued by name), as for ``align``.
+    stages : list of list of Movable
+        Groups of motors in beam order (queued by name), e.g. ``[[dcm.pitch, dcm.roll],
+        [ssa.center, ssa.gap], [vkb.pitch, ...]]``.
+    value : str, optional
+        The event field to maximise, as for ``align``.
+    stage_evaluations : int, optional
+        Budget of each stage, evaluations (failed ones included).
+    patience : int, optional
+        A stage stops after this many evaluations without a 1 % improvement.
+    global_evaluations : int, optional
+        Budget of the final pass over every motor, evaluations (0: no global pass).
+    bounds : dict, optional
+        ``{motor name: (low, high)}`` in each motor's engineering units; default the
+        motor's soft limits.
+    options : dict, optional
+        Further fields of the optimiser's config, as for ``align``.
+    md : dict, optional
+        Metadata merged into each run's start document.
 
-    Returns the ``AlignmentResult`` of every stage and of the global pass; one run each.
-    Raises PlanArgumentError for an empty stage or a motor in two stages.
+    Returns
+    -------
+    list of AlignmentResult
+        The result of every stage and of the global pass; one run each.
+
+    Raises
+    ------
+    PlanArgumentError
+        For an empty stage or a motor in two stages.
     """
     motors = [m for group in stages for m in group]
     names = [m.name for m in motors]
@@ -86,8 +107,8 @@ def _with_fixed(m: Measurement, fixed: Mapping[str, float]) -> Measurement:
 
 
 def sequential_align(
-    detectors: Sequence[Any],
-    *motors: Any,
+    detectors: Sequence[Readable],
+    *motors: Movable,
     value: str = "flux_density",
     passes: int = 3,
     num: int = 11,
@@ -102,8 +123,37 @@ def sequential_align(
     (clipped to ``bounds``, default its soft limits) centred on where it is, then moves to
     the best reading (``PeakStats.max``). Evaluations = passes x motors x num.
 
-    Returns an ``AlignmentResult`` with the final positions and the best value of the last
-    scan. Raises PlanArgumentError for passes or num < 1 or a motor without limits.
+    Parameters
+    ----------
+    detectors : list of Readable
+        Detectors triggered and read at each point (queued by name).
+    *motors : Movable
+        The motors to scan, in turn (queued by name).
+    value : str, optional
+        The event field to maximise.
+    passes : int, optional
+        Rounds over all the motors.
+    num : int, optional
+        Points of each ``rel_scan``.
+    width_fraction : float, optional
+        Width of the first pass's scans, as a fraction of each motor's range (0 to 1].
+    shrink : float, optional
+        Factor on the width after each pass (0 to 1].
+    bounds : dict, optional
+        ``{motor name: (low, high)}`` in each motor's engineering units; default the
+        motor's soft limits.
+    md : dict, optional
+        Metadata merged into each scan's start document.
+
+    Returns
+    -------
+    AlignmentResult
+        The final positions and the best value of the last scan.
+
+    Raises
+    ------
+    PlanArgumentError
+        For passes or num < 1 or a motor without limits.
     """
     if passes < 1 or num < 2 or not 0 < width_fraction <= 1 or not 0 < shrink <= 1:
         raise PlanArgumentError(f"passes={passes} >= 1, num={num} >= 2, 0 < width_fraction="

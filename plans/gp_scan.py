@@ -11,8 +11,6 @@ the run ended (the agent's stop reason, or the plan's budget) is logged and writ
 stop document's ``reason``.
 """
 
-from __future__ import annotations
-
 import asyncio
 import logging
 import math
@@ -29,6 +27,7 @@ from pydantic import ValidationError
 from agent.errors import AgentTimeoutError
 from agent.messages import Proposal
 from plans import tasks
+from plans.agent_device import AgentDevice, agent_client
 from plans.errors import MoveVerificationError, PlanArgumentError, PlanError
 from plans.preflight import Bounds, check_bounds, check_fields, motor_tolerance
 from plans.provenance import STREAM, ProposalRecorder
@@ -136,8 +135,8 @@ def check_reducer(reducer, coordinates: Sequence[str], motors: Sequence) -> None
         )
 
 
-def start_metadata(detectors, motors, args, agent_config: dict, max_points: int | None,
-                   tolerance: float | None, md: dict | None) -> dict:
+def start_metadata(detectors, motors, bounds: Sequence[Bounds], args, agent_config: dict,
+                   max_points: int | None, tolerance: float | None, md: dict | None) -> dict:
     """The start document's plan arguments and agent configuration (provenance)."""
     return {
         "plan_name": "gp_scan",
@@ -151,6 +150,8 @@ def start_metadata(detectors, motors, args, agent_config: dict, max_points: int 
         "motors": [m.name for m in motors],
         "agent_config": agent_config,
         "hints": {"dimensions": [([m.name], "primary") for m in motors]},
+        # BestEffortCallback's live map spans these (motor order, like grid_scan's)
+        "extents": [[lo, hi] for lo, hi in bounds],
         **({"num_points": max_points} if max_points else {}),
         **(md or {}),
     }
@@ -371,8 +372,8 @@ def run_reporting_reason(plan: MsgGenerator[str | None], md: dict | None = None
 
 def gp_scan(
     detectors: Sequence[Readable],
-    *args: Any,
-    agent: Any,
+    *args: Movable | Any,
+    agent: AgentDevice,
     reducer: Callable | None = None,
     max_points: int | None = None,
     tolerance: float | None = None,
@@ -381,35 +382,59 @@ def gp_scan(
 ) -> MsgGenerator[None]:
     """Autonomous scan: measure where the GP agent says it learns (or gains) the most.
 
+    Each point: ask the agent, move and verify the readbacks, trigger and read. The next
+    proposal is computed while the current point is measured. Every proposal is an event of
+    the ``proposals`` stream; the start document carries the plan arguments, the agent
+    configuration and the ``extents`` (the bounds) of the map.
+
     Parameters
     ----------
-    detectors: readables triggered and read at each point.
-    *args: ``motor1, (lo, hi), motor2, (lo, hi), ...`` in each motor's engineering units. Motors
-        pair in order with the agent's coordinates, whose bounds must be the same.
-    agent: an ``agent.client.AgentClient`` (the ``beamagent agent`` service, or one served
-        in-process with ``agent.service.serve_in_thread``).
-    reducer: a bluesky callback delivering this run's reduced data to the agent, e.g.
-        ``agent.reducers.ScalarReducer(positions={"x": "sample_x", ...}, address=...)``. It is
-        subscribed for this run only. None if reduction runs elsewhere (another process).
-    max_points: point budget of this run; None leaves the stop to the agent's own condition.
-    tolerance: |readback - target| accepted after a move, egu, for every motor; default each
-        motor's RDBD (1e-3 egu where a motor has none).
-    ask_timeout_s: how long to wait for a proposal before failing.
-    md: metadata merged into the start document.
+    detectors : list of Readable
+        Detectors triggered and read at each point (queued by name: ``["scaler"]``).
+    *args : Movable or (float, float)
+        ``motor1, (lo, hi), motor2, (lo, hi), ...``: each motor (queued by name) and its
+        bounds in the motor's engineering units (EGU, e.g. mm). Motors pair in order with
+        the agent's coordinates, whose bounds must be the same.
+    agent : AgentDevice
+        The agent service (``plans.agent_device.AgentDevice``, named ``agent`` in the shipped
+        queueserver profile); a bare ``agent.client.AgentClient`` works too (the
+        ``beamagent agent`` service, or one served in-process with
+        ``agent.service.serve_in_thread``).
+    reducer : callable, optional
+        A bluesky callback delivering this run's reduced data to the agent, e.g.
+        ``agent.reducers.ScalarReducer(positions={"x": "sample_x", ...}, address=...)``
+        (queued by its name in the profile, e.g. ``"det_norm"``). Subscribed for this run
+        only. None if reduction runs elsewhere (another process).
+    max_points : int, optional
+        Point budget of this run, points; None leaves the stop to the agent's own condition.
+    tolerance : float, optional
+        |readback - target| accepted after a move, in each motor's EGU, for every motor;
+        default each motor's RDBD (1e-3 EGU where a motor has none).
+    ask_timeout_s : float, optional
+        How long to wait for a proposal before failing, s (default 30).
+    md : dict, optional
+        Metadata merged into the start document.
 
     Raises
     ------
-    PlanArgumentError: before the first move, for bounds outside a motor's limits, an unknown
-        detector field, bounds or units unlike the agent's, or no stop condition.
-    MoveVerificationError: a readback not within tolerance after a move.
-    agent.errors.AgentTimeoutError: the agent did not answer within ``ask_timeout_s``.
-    ProposalError: the agent proposed something the plan cannot measure (a missing or
-        non-finite coordinate, a point outside the bounds, no points before 'done'); the
-        message names the agent's address, the proposal id and the field.
+    PlanArgumentError
+        Before the first move, for bounds outside a motor's limits, an unknown detector
+        field, bounds or units unlike the agent's, or no stop condition.
+    MoveVerificationError
+        A readback not within tolerance after a move.
+    agent.errors.AgentTimeoutError
+        The agent did not answer within ``ask_timeout_s``.
+    ProposalError
+        The agent proposed something the plan cannot measure (a missing or non-finite
+        coordinate, a point outside the bounds, no points before 'done'); the message names
+        the agent's address, the proposal id and the field.
 
+    Notes
+    -----
     The stop document's ``reason`` says why a successful run ended: the agent's stop reason
     (phase 'done') or the plan's ``max_points`` budget; it is logged at INFO as well.
     """
+    agent = agent_client(agent)
     motors, bounds = parse_motor_bounds(args)
     if max_points is not None and max_points < 1:
         raise PlanArgumentError(f"max_points={max_points}: must be >= 1")
@@ -423,7 +448,8 @@ def gp_scan(
     for motor in motors:
         tolerances.append(tolerance if tolerance is not None else
                           (yield from motor_tolerance(motor, DEFAULT_TOLERANCE)))
-    _md = start_metadata(detectors, motors, args, agent_config, max_points, tolerance, md)
+    _md = start_metadata(detectors, motors, bounds, args, agent_config, max_points, tolerance,
+                         md)
     steps = measure_points(detectors, motors, tolerances, coordinates, agent,
                            ProposalRecorder(coordinates, units), max_points, ask_timeout_s,
                            bounds)
