@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+EXIT_ORPHANED = 125  # a child whose parent died before it started
 
 
 def free_port_pair() -> int:
@@ -71,11 +72,22 @@ def stop_process_group(process: subprocess.Popen, timeout_s: float = 5.0) -> Non
 
 def _parent_death_signal() -> Callable[[], None] | None:
     """A preexec_fn that makes the child get SIGTERM when its parent dies, even by SIGKILL
-    (Linux ``prctl(PR_SET_PDEATHSIG)``); None elsewhere. Resolved here, not in the child."""
+    (Linux ``prctl(PR_SET_PDEATHSIG)``); None elsewhere. Resolved here, not in the child.
+
+    A parent that dies between the fork and the ``prctl`` sends no signal: the child then
+    sees another parent (``getppid`` changed) and exits at once instead of running orphaned.
+    """
     if not sys.platform.startswith("linux"):
         return None
     prctl = ctypes.CDLL(None, use_errno=True).prctl
-    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            os._exit(EXIT_ORPHANED)
+
+    return preexec
 
 
 @contextlib.contextmanager

@@ -19,10 +19,15 @@ Two fixes over a plain ``caproto.asyncio.server.run``:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
 
 import caproto.server.common as caproto_server_common
 from caproto.asyncio.server import Context
@@ -31,6 +36,8 @@ from sim.beamline import SimBeamline
 from sim.errors import PortInUseError
 
 MONITOR_MAX_LATENCY_S = 0.02  # the longest a batched monitor update may wait, s
+SHUTDOWN_DEADLINE_S = 5.0  # s from the first SIGINT/SIGTERM to a forced exit
+EXIT_SHUTDOWN_DEADLINE = 3  # exit code of a shutdown that overran its deadline
 
 
 def server_environment(port: int, interface: str = "127.0.0.1") -> dict[str, str]:
@@ -64,6 +71,90 @@ class NodelayContext(Context):
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return await super().tcp_handler(client, addr)
+
+
+class Shutdown:
+    """SIGINT/SIGTERM handling that is re-entrant-safe and bounded.
+
+    The parent-death signal (plans.processes) can arrive as a burst of SIGTERMs, and
+    ``loop.add_signal_handler`` re-cancelled the server on each one, cutting its clean-up,
+    and is removed when the loop closes, so late signals of the burst killed the process
+    with the default action. Here:
+
+    - the first signal starts the shutdown (cancels the server task, whose ``finally``
+      saves the autosave) and starts a deadline timer; further signals are counted and
+      otherwise ignored, until the process is gone;
+    - the handler is a plain ``signal.signal`` handler, installed before the loop starts
+      and never removed; its guard is a non-blocking lock acquire, so a signal nested in
+      the handler returns at once and can never deadlock;
+    - if the process is still alive ``deadline_s`` after the first signal (a task that does
+      not finish, a thread that is not joined), ``last_words`` (best effort) runs and the
+      process ends with ``os._exit(EXIT_SHUTDOWN_DEADLINE)``;
+    - it writes with ``os.write``: ``print`` from a handler that interrupted a ``print``
+      raises "reentrant call" on the buffered stream.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, deadline_s: float = SHUTDOWN_DEADLINE_S,
+                 last_words: Callable[[], object] | None = None) -> None:
+        self.deadline_s = deadline_s
+        self.last_words = last_words
+        self.ignored = 0  # signals after the first
+        self._first = threading.Lock()
+        self._cancel: Callable[[], None] | None = None
+        self._requested = False  # a signal came before arm()
+
+    def install(self) -> None:
+        """Handle SIGINT and SIGTERM from now until the process exits (main thread only)."""
+        for sig in self.SIGNALS:
+            signal.signal(sig, self._on_signal)
+
+    def arm(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task) -> None:
+        """The server is running as ``task`` in ``loop``: a signal now cancels it."""
+        self._cancel = lambda: loop.call_soon_threadsafe(task.cancel)
+        if self._requested:
+            self._cancel()
+
+    def quiet(self) -> None:
+        """Block SIGINT/SIGTERM in this thread for the rest of the process.
+
+        Interpreter finalization restores the default handlers; without this, the tail of
+        a burst would kill the process (exit -15) after its clean shutdown.
+        """
+        signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)
+
+    @property
+    def started(self) -> bool:
+        return self._first.locked()
+
+    def _on_signal(self, signum, frame) -> None:
+        if not self._first.acquire(blocking=False):
+            self.ignored += 1
+            return
+        threading.Thread(target=self._deadline, name="shutdown-deadline", daemon=True).start()
+        _say(f"beamagent sim: {signal.Signals(signum).name}: shutting down")
+        if self._cancel is None:
+            self._requested = True
+        else:
+            self._cancel()
+
+    def _deadline(self) -> None:
+        self.quiet()  # signals of the burst go to the main thread (or stay pending at exit)
+        time.sleep(self.deadline_s)
+        try:
+            _say(f"beamagent sim: shutdown not done {self.deadline_s} s after the signal "
+                 f"({self.ignored} more signals ignored); forcing exit", sys.stderr)
+            if self.last_words is not None:
+                self.last_words()
+        finally:
+            os._exit(EXIT_SHUTDOWN_DEADLINE)
+
+
+def _say(text: str, stream=sys.stdout) -> None:
+    """One line to ``stream``'s file descriptor, bypassing its (non-reentrant) buffer."""
+    with contextlib.suppress(OSError, ValueError):
+        os.write(stream.fileno(), (text + "\n").encode())
 
 
 def check_port_free(port: int, interface: str = "127.0.0.1") -> None:
@@ -106,8 +197,8 @@ async def serve(beamline: SimBeamline, port: int, interface: str = "127.0.0.1",
 
 
 def run_until_signal(beamline: SimBeamline, port: int, interface: str = "127.0.0.1",
-                     ready=None) -> None:
-    """Blocking: serve until SIGINT or SIGTERM, then shut down cleanly.
+                     ready=None, deadline_s: float = SHUTDOWN_DEADLINE_S) -> None:
+    """Blocking: serve until SIGINT or SIGTERM, then shut down cleanly (:class:`Shutdown`).
 
     Raises:
         PortInUseError: the TCP port is taken (nothing was served).
@@ -115,12 +206,15 @@ def run_until_signal(beamline: SimBeamline, port: int, interface: str = "127.0.0
 
     async def main() -> None:
         task = asyncio.create_task(serve(beamline, port, interface, ready))
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
+        shutdown.arm(asyncio.get_running_loop(), task)
         try:
             await task
         except asyncio.CancelledError:
             pass
 
-    asyncio.run(main())
+    shutdown = Shutdown(deadline_s, last_words=beamline.save_autosave)
+    shutdown.install()
+    try:
+        asyncio.run(main())
+    finally:
+        shutdown.quiet()
