@@ -130,6 +130,23 @@ class Engine:
             self._autosave()
         return released
 
+    def restore_pending(self, points: list[dict[str, float]], proposal_id: int = 0
+                        ) -> list[dict[str, float]]:
+        """After a restart: points proposed before it become pending again, except those
+        within pending_tolerance of a point measured, failed or pending since (they were
+        measured); proposal ids continue after ``proposal_id``. Returns the points restored.
+        Raises MessageError naming the coordinate for a point outside the bounds."""
+        us = [self.space.position(p, what="restored pending point") for p in points]
+        with self._lock:
+            self._proposal_id = max(self._proposal_id, int(proposal_id))
+            restored = []
+            for p, u in zip(points, us, strict=True):
+                if not near(u[None], self._taken(), self.config.pending_tolerance)[0]:
+                    self._pending.append(u)
+                    restored.append(p)
+        self._autosave()
+        return restored
+
     def _clear_pending(self, u: np.ndarray) -> None:
         if not self._pending:
             return

@@ -8,9 +8,17 @@ Requests (one JSON object per message, ``schema_version`` 1):
 - ``{"type": "config", "request_id": 10}``
 - ``{"type": "release", "points": [{"x": 0.5}], "request_id": 11}``: proposals that will
   never be measured (a run aborted between ask and measurement) stop being pending
+- ``{"type": "open", "session": "3f9c...", "request_id": 1}``: open a session (idempotent)
+
+Any request may carry ``"session": TOKEN`` (16 to 128 characters of ``[A-Za-z0-9_-]``),
+naming a session opened before; one that was not opened is refused (``agent.sessions``
+explains sessions, the per-session quota and why asks resent with the same request id are
+answered with the same proposal). A request naming none belongs to the anonymous session.
 
 Replies echo ``request_id`` and carry ``type`` "proposal", "ok", "status", "config" or
-"error" (with ``error``: a reason naming the field and the value). Never pickle.
+"error" (with ``error``: a reason naming the field and the value; and ``code`` where a client
+may act on it: ``session_not_opened``, ``session_required``, ``quota``, ``sessions_full``).
+Never pickle.
 
 A request longer than ``max_bytes`` (``agent.messages.MAX_MESSAGE_BYTES`` by default) or
 nested deeper than ``agent.messages.MAX_NESTING_DEPTH`` is refused with a reason saying so.
@@ -37,12 +45,21 @@ from agent.messages import (
 )
 
 MAX_BATCH = 100
+SessionToken = Annotated[str, Field(min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     schema_version: Literal[1] = SCHEMA_VERSION
     request_id: int = Field(default=0, ge=0)
+    session: SessionToken | None = Field(default=None, description="an opened session")
+
+
+class OpenRequest(_Request):
+    """Open the session named ``session`` (required here); opening it again is a no-op."""
+
+    type: Literal["open"]
+    session: SessionToken
 
 
 class AskRequest(_Request):
@@ -76,7 +93,7 @@ class ReleaseRequest(_Request):
 
 
 Request = Annotated[
-    AskRequest | TellRequest | StatusRequest | ConfigRequest | ReleaseRequest,
+    AskRequest | TellRequest | StatusRequest | ConfigRequest | ReleaseRequest | OpenRequest,
     Field(discriminator="type"),
 ]
 _REQUEST = TypeAdapter(Request)

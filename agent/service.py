@@ -18,10 +18,20 @@ once per ``rejection_log_interval_s`` per socket: the first at once, then one su
 with the count (``RejectionLog``); every one is counted in the status. Accepted
 measurements go to a write-ahead log before they are acknowledged and before the engine
 models them (``agent.wal``); a restart rebuilds the engine from it.
+
+Clients are told apart by sessions (``agent.sessions``): each session may hold at most
+``max_pending_per_session`` pending points, may release only its own, and an ask it resends
+with the same request id gets the proposal already given. The session table (pending points
+by session, the last proposal id) is written to the checkpoint directory before each reply
+that changes it, so after a kill, SIGKILL included, a restart continues the proposal ids and
+keeps unmeasured proposals pending: a point is never proposed while pending or measured.
+With ``curve`` configured every socket is a CURVE server and only clients whose public key
+is authorized can connect (``agent.curve``); without it the service binds loopback only.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -34,6 +44,7 @@ from typing import Any
 
 import zmq
 
+from agent import curve
 from agent.config import EngineConfig
 from agent.engine import Engine
 from agent.errors import AgentError, MessageError
@@ -41,6 +52,7 @@ from agent.messages import HARD_MAX_MESSAGE_BYTES, Measurement, decode_measureme
 from agent.protocol import (
     AskRequest,
     ConfigRequest,
+    OpenRequest,
     ReleaseRequest,
     StatusRequest,
     TellRequest,
@@ -48,7 +60,8 @@ from agent.protocol import (
     parse_request,
     request_id_of,
 )
-from agent.service_config import ServiceConfig
+from agent.service_config import ServiceConfig, is_loopback
+from agent.sessions import ANONYMOUS, STATE_NAME, Session, SessionError, SessionTable
 from agent.wal import MeasurementLog
 
 logger = logging.getLogger(__name__)
@@ -106,14 +119,17 @@ class AgentService:
         self._log = MeasurementLog(self.config.checkpoint_dir, self.config.fsync) \
             if self.config.checkpoint_dir else None
         self.engine = self._recover()
+        self.sessions = self._restore_sessions()
         self.counters = {"received": 0, "accepted": 0, "rejected": 0, "duplicates": 0,
                          "requests": 0, "proposals": 0, "rejected_requests": 0,
-                         "rejected_measurements": 0, "internal_errors": 0}
+                         "rejected_measurements": 0, "internal_errors": 0, "resent_asks": 0}
+        self._tickets = itertools.count(1)
         self.rejections: deque[str] = deque(maxlen=20)
         self.rejection_log = RejectionLog(logger, self.config.rejection_log_interval_s)
         self._started = time.monotonic()
         self._asks: queue.Queue = queue.Queue()
         self._ctx = zmq.Context()
+        self._auth = None
         self.addresses: dict[str, str] = {}
 
     # -- recovery -------------------------------------------------------------------------
@@ -138,10 +154,40 @@ class AgentService:
                 logger.warning("logged measurement %s:%s skipped: %s", m.run_uid, m.seq, exc)
         return engine
 
+    def _restore_sessions(self) -> SessionTable:
+        """The session table, restored from the checkpoint directory if there is one: its
+        unmeasured proposals pending again, the proposal ids continued."""
+        c, space = self.config, self.engine.space
+        path = Path(c.checkpoint_dir) / STATE_NAME if c.checkpoint_dir else None
+        table = SessionTable(space.names, space.span, space.low,
+                             max_pending=c.max_pending_per_session, max_sessions=c.max_sessions,
+                             require_session=c.require_session, path=path, fsync=c.fsync)
+        if table.load():
+            held = table.all_pending()
+            try:
+                restored = self.engine.restore_pending(held, table.last_proposal_id)
+            except MessageError as exc:  # the bounds changed since: nothing is restored
+                logger.warning("pending proposals not restored: %s", exc)
+                restored = []
+            table.reconcile(self.engine.pending)
+            logger.info("restored %d sessions: %d proposals pending, %d measured since; "
+                        "proposal ids continue after %d", len(table.sessions) - 1,
+                        len(restored), len(held) - len(restored), table.last_proposal_id)
+        return table
+
     # -- sockets --------------------------------------------------------------------------
     def bind(self) -> dict[str, str]:
-        """Bind all sockets; returns the actual addresses (ports resolved if 0)."""
+        """Bind all sockets; returns the actual addresses (ports resolved if 0).
+
+        Raises AgentError naming the address if asked to bind beyond loopback without CURVE.
+        """
         c = self.config
+        if c.curve is None and not is_loopback(c.host):
+            raise AgentError(f"refusing to bind {c.address(0)} beyond 127.0.0.1 without CURVE "
+                             "(set service.curve; `beamagent keys DIR` makes the keys)")
+        if c.curve is not None:
+            self._pair = curve.load_pair(c.curve.server_secret_key)
+            self._auth = curve.start_authenticator(self._ctx, c.curve.authorized_clients)
         self._pull = self._socket(zmq.PULL, c.address(c.measurement_port), "measurement")
         self._router = self._socket(zmq.ROUTER, c.address(c.request_port), "request")
         self._pub = self._socket(zmq.PUB, c.address(c.status_port), "status")
@@ -153,6 +199,8 @@ class AgentService:
     def _socket(self, kind: int, address: str, role: str) -> zmq.Socket:
         sock = self._ctx.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
+        if self._auth is not None:
+            curve.secure_server(sock, self._pair)
         if kind != zmq.PUB:
             sock.setsockopt(zmq.MAXMSGSIZE, HARD_MAX_MESSAGE_BYTES)
         sock.bind(address)
@@ -160,8 +208,9 @@ class AgentService:
         return sock
 
     # -- main loop ------------------------------------------------------------------------
-    def run(self, stop: threading.Event) -> None:
-        """Serve until ``stop`` is set, then shut down cleanly."""
+    def run(self, stop) -> None:
+        """Serve until ``stop`` (a threading.Event or agent.signals.StopFlag) is set, then
+        shut down cleanly."""
         worker = threading.Thread(target=self._ask_worker, name="agent-ask", daemon=True)
         worker.start()
         poller = zmq.Poller()
@@ -213,6 +262,8 @@ class AgentService:
         self.engine.close()
         if self._log:
             self._log.close()
+        if self._auth is not None:
+            self._auth.stop()
         self._ctx.destroy(linger=0)
 
     # -- measurements ---------------------------------------------------------------------
@@ -237,7 +288,13 @@ class AgentService:
             self._log.append(measurement)
         self.engine.tell(measurement)
         self.counters["accepted"] += 1
+        self._reconcile()
         return True
+
+    def _reconcile(self) -> None:
+        """Sessions drop the pending points the engine no longer holds (measured/released)."""
+        if any(s.pending for s in self.sessions.sessions.values()):
+            self.sessions.reconcile(self.engine.pending)
 
     def _reject(self, source: str, reason: str) -> None:
         """Count a rejection (per source too), keep its reason for the status, and log it
@@ -257,7 +314,8 @@ class AgentService:
             reply = self._answer(envelope, request)
         except MessageError as exc:
             self._reject("request", str(exc))
-            reply = encode_reply("error", request_id_of(payload, limit), error=str(exc))
+            code = {"code": exc.code} if isinstance(exc, SessionError) else {}
+            reply = encode_reply("error", request_id_of(payload, limit), error=str(exc), **code)
         except Exception as exc:  # a bug: still answered, so the requester is not left waiting
             reply = encode_reply("error", request_id_of(payload, limit),
                                  error=self._internal_error(exc))
@@ -266,9 +324,13 @@ class AgentService:
 
     def _answer(self, envelope: list[bytes], request) -> bytes | None:
         rid = request.request_id
+        if isinstance(request, OpenRequest):
+            self.sessions.open(request.session)
+            return encode_reply("ok", rid, session=request.session,
+                                max_pending_per_session=self.config.max_pending_per_session)
+        session = self.sessions.get(request.session, request.type)
         if isinstance(request, AskRequest):
-            self._asks.put((envelope, request))
-            return None  # the worker answers
+            return self._queue_ask(envelope, session, request)
         if isinstance(request, TellRequest):
             new = self._ingest(request.measurement)
             return encode_reply("ok", rid, accepted=True, duplicate=not new)
@@ -277,8 +339,37 @@ class AgentService:
         if isinstance(request, ConfigRequest):
             return encode_reply("config", rid, config=self._config_dict())
         if isinstance(request, ReleaseRequest):
-            return encode_reply("ok", rid, released=self.engine.release(request.points))
+            return encode_reply("ok", rid, released=self._release(session, request.points))
         raise MessageError(f"invalid request: type={type(request).__name__} not handled")
+
+    def _queue_ask(self, envelope: list[bytes], session: Session, request: AskRequest
+                   ) -> bytes | None:
+        """Hand an ask to the worker (it answers), unless the session resent it: then the
+        proposal already given, or nothing if it is still being computed (that reply comes).
+        Raises SessionError if it would exceed the session's quota."""
+        rid = request.request_id
+        if session.token != ANONYMOUS and rid:  # anonymous clients share request ids
+            given = self.sessions.answered(session, rid)
+            if given is not None:
+                self.counters["resent_asks"] += 1
+                return given.encode()
+            if rid in session.asking:
+                self.counters["resent_asks"] += 1
+                return None
+        ticket = rid if session.token != ANONYMOUS and rid else -next(self._tickets)
+        self.sessions.reserve(session, ticket, request.n)
+        self._asks.put((envelope, session.token, ticket, request))
+        return None
+
+    def _release(self, session: Session, points: list[dict[str, float]]) -> int:
+        """Release those of ``points`` that ``session`` holds; returns how many were pending.
+        Raises MessageError naming the coordinate for a point outside the bounds."""
+        for p in points:
+            self.engine.space.position(p, what="released point")
+        mine = self.sessions.held_by(session, points)
+        released = self.engine.release(mine) if mine else 0
+        self._reconcile()
+        return released
 
     def _config_dict(self) -> dict[str, Any]:
         to_jsonable = getattr(self.engine_config, "to_jsonable", None)  # callable acquisition
@@ -289,8 +380,9 @@ class AgentService:
         out.connect(self._replies_address)
         try:
             while (item := self._asks.get()) is not None:
-                envelope, request = item
-                out.send_multipart(self._propose(request) + [*envelope])
+                envelope, token, ticket, request = item
+                out.send_multipart(self._propose(request) + [token.encode(), b"%d" % ticket,
+                                                             *envelope])
         finally:
             out.close(linger=0)
 
@@ -307,7 +399,14 @@ class AgentService:
         return [b"ok", encode_reply("proposal", rid, proposal=json.loads(proposal.to_json()))]
 
     def _forward_reply(self, frames: list[bytes]) -> None:
-        outcome, reply, envelope = frames[0], frames[1], frames[2:]
+        """Record the proposal in its session (written ahead), then send it."""
+        outcome, reply, token, ticket, envelope = (frames[0], frames[1], frames[2].decode(),
+                                                   int(frames[3]), frames[4:])
+        session = self.sessions.sessions.get(token)
+        if session is None:  # closed meanwhile (table full): the proposal goes to anonymous
+            session = self.sessions.sessions[ANONYMOUS]
+        proposal = json.loads(reply)["proposal"] if outcome == b"ok" else None
+        self.sessions.record(session, ticket, reply.decode(), proposal)
         if outcome == b"rejected":  # the engine refused the request (e.g. a bad position)
             self._reject("request", json.loads(reply)["error"])
         elif outcome == b"ok":
@@ -324,6 +423,7 @@ class AgentService:
             "service": {
                 **{f"n_{k}": v for k, v in self.counters.items()},
                 "n_recovered": self.recovered,
+                "sessions": self.sessions.status(),
                 "n_rejections_not_logged": self.rejection_log.not_logged,
                 "last_rejections": list(self.rejections),
                 "uptime_s": round(time.monotonic() - self._started, 3),

@@ -6,11 +6,12 @@ validated with pydantic and unknown keys are rejected, so a misspelt key never p
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, DirectoryPath, Field, FilePath, model_validator
 
 from agent.config import EngineConfig
 from agent.messages import HARD_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES
@@ -22,8 +23,31 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class CurveConfig(_Strict):
+    """ZeroMQ CURVE on every socket of the service: encryption, and only clients whose public
+    key is in ``authorized_clients`` can connect. ``beamagent keys DIR`` writes both."""
+
+    server_secret_key: FilePath = Field(
+        description="the server's key pair (DIR/server.key_secret from `beamagent keys DIR`)")
+    authorized_clients: DirectoryPath = Field(
+        description="directory of the public keys (*.key) of the clients allowed to connect "
+                    "(DIR/authorized_clients)")
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # "*", an interface name, a host name
+        return False
+
+
 class ServiceConfig(_Strict):
-    """Where the service listens and where it keeps its write-ahead log."""
+    """Where the service listens, who may use it, and where it keeps its write-ahead log.
+
+    Binding beyond loopback needs ``curve``: the service refuses to start otherwise."""
 
     host: str = Field(default="127.0.0.1", description="bind address; loopback unless asked")
     request_port: Port = 5580
@@ -39,6 +63,26 @@ class ServiceConfig(_Strict):
         description="longer requests and measurements are rejected unread (with a reply)")
     rejection_log_interval_s: float = Field(
         default=10.0, gt=0, description="log at most one rejection line per socket per interval")
+    curve: CurveConfig | None = Field(
+        default=None, description="CURVE keys; None: no authentication (loopback only)")
+    max_pending_per_session: int | None = Field(
+        default=20, ge=1, description="pending (proposed, not yet measured) points one session "
+                                      "may hold; a larger ask is refused. None: no limit")
+    max_sessions: int = Field(
+        default=64, ge=1, description="open sessions; beyond, the least recently used one "
+                                      "holding nothing is closed")
+    require_session: bool = Field(
+        default=False, description="refuse ask/tell/release naming no opened session (by "
+                                   "default they share one anonymous session and its quota)")
+
+    @model_validator(mode="after")
+    def _curve_beyond_loopback(self) -> ServiceConfig:
+        if self.curve is None and not is_loopback(self.host):
+            raise ValueError(
+                f"host={self.host!r}: binding beyond 127.0.0.1 needs CURVE authentication; "
+                "set service.curve (server_secret_key, authorized_clients; generate them with "
+                "`beamagent keys DIR`) or bind 127.0.0.1")
+        return self
 
     def address(self, port: int) -> str:
         return f"tcp://{self.host}:{port if port else '*'}"
