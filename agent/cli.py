@@ -1,8 +1,10 @@
 """``beamagent agent --config configs/agent.yaml``: serve the GP decision engine over ZeroMQ.
 
-Binds 127.0.0.1 unless ``--host`` or ``--bind-all`` says otherwise. SIGINT/SIGTERM stop it
-cleanly (final engine checkpoint; the measurement log is always current). On start it prints
-one line ``READY request=... measurement=... status=...`` to stdout.
+Binds 127.0.0.1 unless ``--host`` or ``--bind-all`` says otherwise, and beyond loopback only
+with CURVE keys (``service.curve``; ``beamagent keys DIR``). SIGINT/SIGTERM stop it
+cleanly, however many arrive (``agent.signals``); the measurement log and the session
+table are always current. On start it prints one line
+``READY request=... measurement=... status=...`` to stdout.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads BLAS (FIELD_NOTES)
 
@@ -33,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     stop = StopFlag().install()  # first: a SIGTERM during start-up is a clean stop too
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s "
                         "%(message)s")
+    from pydantic import ValidationError
+
     from agent.service import AgentService
     from agent.service_config import load_agent_config
 
@@ -42,8 +47,13 @@ def run(args: argparse.Namespace) -> int:
         "request_port": args.request_port, "measurement_port": args.measurement_port,
         "status_port": args.status_port, "checkpoint_dir": args.checkpoint_dir,
     }.items() if v is not None}
-    service_config = type(config.service).model_validate(
-        {**config.service.model_dump(), **overrides})
+    try:
+        service_config = type(config.service).model_validate(
+            {**config.service.model_dump(), **overrides})
+    except ValidationError as exc:  # e.g. --bind-all without CURVE: one clear line, no trace
+        reasons = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        print(f"beamagent agent: service config refused: {reasons}", file=sys.stderr)
+        return 2
     service = AgentService(config.engine, service_config)
     addresses = service.bind()
     print("READY " + " ".join(f"{k}={v}" for k, v in sorted(addresses.items())), flush=True)
