@@ -31,6 +31,7 @@ from plans.agent_device import AgentDevice, agent_client
 from plans.errors import MoveVerificationError, PlanArgumentError, PlanError
 from plans.preflight import Bounds, check_bounds, check_fields, motor_tolerance
 from plans.provenance import STREAM, ProposalRecorder
+from plans.reconnect import Reconnector
 
 DEFAULT_TOLERANCE = 1e-3  # egu, used only where a motor exposes no RDBD
 # s: a run that ends early waits at most this for its prefetched proposal, and as long again
@@ -101,12 +102,20 @@ def check_agent(agent_config: dict, motors: Sequence, bounds: Sequence[Bounds],
 
 
 def move_verified(motors: Sequence, targets: Sequence[float],
-                  tolerances: Sequence[float]) -> MsgGenerator[None]:
+                  tolerances: Sequence[float], statuses: list | None = None
+                  ) -> MsgGenerator[None]:
     """Move all motors together, then check each readback is within tolerance of its target.
 
+    ``statuses``, if given, gets the move's statuses as they start (``bps.mv`` returns them
+    only once all are done; plans.reconnect waits for those of a move cut by a disconnect).
     Raises MoveVerificationError naming the motor, target, readback and tolerance.
     """
-    yield from bps.mv(*[x for pair in zip(motors, targets, strict=True) for x in pair])
+    group = f"move_verified-{time.monotonic_ns()}"
+    for motor, target in zip(motors, targets, strict=True):
+        status = yield from bps.abs_set(motor, target, group=group)
+        if statuses is not None:
+            statuses.append(status)
+    yield from bps.wait(group=group)
     for motor, target, tol in zip(motors, targets, tolerances, strict=True):
         readback = yield from bps.rd(motor)
         if readback is None:  # the read was cut by a hard pause; resumed runs answer None
@@ -303,9 +312,11 @@ def measure_points(detectors, motors, tolerances, coordinates: Sequence[str], ag
     unmeasured = Unmeasured()
     unmeasured.prefetch = tasks.BackgroundCall(lambda: agent.ask(1))
     limits = list(bounds) if bounds is not None else [(-math.inf, math.inf)] * len(coordinates)
+    reconnect = Reconnector(detectors, motors)
 
     def steps() -> MsgGenerator[str]:
         measured = 0
+        yield from reconnect.start()
         yield from bps.checkpoint()
         while max_points is None or measured < max_points:
             asked = time.monotonic()
@@ -330,16 +341,22 @@ def measure_points(detectors, motors, tolerances, coordinates: Sequence[str], ag
                 unmeasured.prefetch = tasks.BackgroundCall(
                     lambda here=here: agent.ask(1, current_position=here))
                 yield from tasks.start(unmeasured.prefetch)
-            yield from move_verified(motors, targets, tolerances)
-            yield from bps.trigger_and_read([*detectors, *motors])
+            yield from reconnect.point(
+                lambda statuses, targets=targets: move_verified(motors, targets, tolerances,
+                                                                statuses),
+                index=measured - 1)
             unmeasured.current = None
             yield from bps.checkpoint()
         reason = f"max_points={max_points} measured (the plan's budget)"
         logger.info("gp_scan: %s", reason)
         return reason
 
+    def cleanup() -> MsgGenerator[None]:
+        yield from release_unmeasured(agent, unmeasured)
+        yield from reconnect.close()
+
     try:
-        return (yield from bpp.finalize_wrapper(steps(), release_unmeasured(agent, unmeasured)))
+        return (yield from bpp.finalize_wrapper(steps(), cleanup()))
     except GeneratorExit:  # RE.halt(): no cleanup plan may run, but stop the agent call
         if unmeasured.prefetch is not None:
             unmeasured.prefetch.cancel()

@@ -1,0 +1,88 @@
+"""Fault injection: the IOC SIGKILLed mid-move during ``gp_scan`` and restarted 3 s later.
+
+The simulator runs with autosave (as a real IOC restores its settings and positions), on a
+port of its own; the RunEngine with its agent runs in a subprocess
+(``tests.reconnect_scenarios``). The run must wait for the reconnection, verify, redo the cut
+move and complete its budget: 0 points lost, 0 duplicates, 0 false arrivals.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.epics_env import client_environment, free_port
+from tests.ioc_fixture import REPO, running_sim, stop_process_group
+from tests.plans_helpers import write_agent_yaml
+from tests.test_devices_faults_system import read_event
+
+pytestmark = pytest.mark.system
+
+POINTS = 8
+KILL_AFTER = 3  # points measured before the kill
+DOWN_S = 3.0  # the IOC is away this long
+
+
+def autosave_config(tmp_path: Path) -> Path:
+    data = yaml.safe_load((REPO / "configs" / "beamline.yaml").read_text())
+    data["simulation"]["autosave"] = {"path": str(tmp_path / "autosave.json"), "period_s": 0.2}
+    path = tmp_path / "beamline.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def start_client(flavour: str, port: int, config: Path, agent: Path) -> subprocess.Popen:
+    env = dict(os.environ, **client_environment(port), OPENBLAS_NUM_THREADS="1")
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.reconnect_scenarios", flavour, "--port", str(port),
+         "--config", str(config), "--agent", str(agent), "--points", str(POINTS),
+         "--kill-after", str(KILL_AFTER)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )
+
+
+def kill_and_restart(flavour: str, tmp_path: Path) -> dict:
+    port, config = free_port(), autosave_config(tmp_path)
+    agent = write_agent_yaml(tmp_path / "agent.yaml")
+    with running_sim(config, port) as sim:
+        client = start_client(flavour, port, config, agent)
+        try:
+            moving = read_event(client, 90)
+            assert moving["event"] == "moving", moving
+            os.killpg(sim.process.pid, signal.SIGKILL)
+            killed = time.monotonic()
+            sim.process.wait(5)
+        except BaseException:
+            stop_process_group(client)
+            raise
+    try:
+        time.sleep(max(0.0, DOWN_S - (time.monotonic() - killed)))
+        with running_sim(config, port) as sim:
+            restarted = time.monotonic() - killed
+            result = read_event(client, 120)
+            result["restarted_after_s"] = round(restarted, 2)
+            result["sim_log"] = [line for line in sim.log().splitlines() if "autosave" in line]
+    finally:
+        stop_process_group(client)
+    return result
+
+
+@pytest.mark.parametrize("flavour", ["ophyd_async", "classic"])
+def test_ioc_restart_mid_move_completes_the_budget(tmp_path, flavour):
+    result = kill_and_restart(flavour, tmp_path)
+    print(f"\n{flavour}: IOC SIGKILLed mid-move of point {KILL_AFTER + 1}, restarted after "
+          f"{result['restarted_after_s']} s: {result}")
+    assert result["error"] is None, result
+    assert result["exit_status"] == "success", result
+    assert (result["measured"], result["lost"]) == (POINTS, 0), result
+    assert result["duplicates"] == 0, result
+    assert result["false_arrivals"] == 0, result
+    assert len(result["reconnects"]) >= 1, result
