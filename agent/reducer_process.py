@@ -5,6 +5,13 @@
                      "tcp://127.0.0.1:5578").start()
     reducers:        python -m agent.reducers --config configs/agent.yaml \
                          --proxy tcp://127.0.0.1:5578 [--agent tcp://127.0.0.1:5581]
+                         [--acknowledged tcp://127.0.0.1:5580]
+                         [--server-key keys/server.key --client-key keys/client.key_secret]
+
+``--acknowledged REQUEST_ADDRESS`` delivers measurements as acknowledged, resent ``tell``s to
+the service's request socket (``agent.delivery``): exactly once across agent restarts,
+where PUSH loses what was in flight at a kill. The CURVE keys are those of
+``beamagent keys`` for a service with ``service.curve``.
 
 The subscriber here reads the Publisher's framing (``prefix name payload``) itself rather than
 through ``RemoteDispatcher``: there an unknown document name raises KeyError inside its poll
@@ -30,13 +37,15 @@ from agent.signals import StopFlag
 logger = logging.getLogger("agent.reducers")
 
 
-def build_reducers(configs: Iterable[ReducerConfig], address: str,
-                   encoding: str = "msgpack") -> list[Reducer]:
-    """Reducers from the ``reducers:`` section, each PUSHing to ``address``."""
+def build_reducers(configs: Iterable[ReducerConfig], address: str | None,
+                   encoding: str = "msgpack", sink: Callable | None = None) -> list[Reducer]:
+    """Reducers from the ``reducers:`` section, each PUSHing to ``address``, or handing its
+    measurements to ``sink`` (e.g. an ``agent.delivery.MeasurementSender``) if given."""
     reducers: list[Reducer] = []
     for c in configs:
-        common = dict(positions=c.positions, address=address, encoding=encoding,
-                      counting_statistics=c.counting_statistics)
+        where = dict(sink=sink) if sink is not None else dict(address=address,
+                                                              encoding=encoding)
+        common = dict(positions=c.positions, counting_statistics=c.counting_statistics, **where)
         if isinstance(c, ImageReducerConfig):
             reducers.append(ImageReducer(c.image, roi=c.roi, value_prefix=c.value_prefix,
                                          **common))
@@ -95,6 +104,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--agent", default=None,
                         help="service measurement address (default: from the service: section)")
     parser.add_argument("--encoding", choices=["msgpack", "json"], default="msgpack")
+    parser.add_argument("--acknowledged", default=None, metavar="REQUEST_ADDRESS",
+                        help="deliver as acknowledged tells to the service's request address "
+                             "(exactly once across agent restarts) instead of PUSH")
+    parser.add_argument("--server-key", default=None, help="CURVE: the service's server.key")
+    parser.add_argument("--client-key", default=None,
+                        help="CURVE: this client's client.key_secret")
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -108,7 +123,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.config} has no reducers: section")
     service = config.service
     address = args.agent or f"tcp://127.0.0.1:{service.measurement_port}"
-    reducers = build_reducers(config.reducers, address, args.encoding)
+    sender = None
+    if args.acknowledged:
+        from agent.delivery import MeasurementSender
+
+        sender = MeasurementSender(args.acknowledged, server_key=args.server_key,
+                                   client_key=args.client_key)
+        address = args.acknowledged
+    elif args.server_key or args.client_key:
+        parser.error("--server-key/--client-key go with --acknowledged (PUSH has no CURVE "
+                     "client here)")
+    reducers = build_reducers(config.reducers, address, args.encoding, sink=sender)
     stop = StopFlag().install()  # re-entrant safe: a burst of SIGTERMs cannot deadlock
     subscriber = DocumentSubscriber(args.proxy, reducers)
     logger.info("reducing documents from %s into %s", args.proxy, address)
@@ -117,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for reducer in reducers:
             reducer.close()
+        if sender is not None:
+            sender.close()
         logger.info("stopped: %d documents, %d bad, %d measurements sent", subscriber.n_documents,
                     subscriber.n_bad, sum(r.n_sent for r in reducers))
     return 0
