@@ -99,9 +99,12 @@ class EngineConfig(_Strict):
     model: Literal["gp", "log_gp"] = Field(
         default="gp", description="'log_gp' models log(value) (gpCAM LogGPOptimizer): for "
         "positive signals with localized peaks; values <= 0 are floored at LOG_FLOOR*max")
-    kernel: Literal["matern32", "matern12", "matern52", "multiscale"] = Field(
+    kernel: Literal["matern32", "matern12", "matern52", "multiscale", "auto"] = Field(
         default="matern32", description="matern32 (gpCAM's default), matern12, matern52: "
-        "anisotropic Matern; multiscale: long- plus short-range isotropic Matern 3/2")
+        "anisotropic Matern; multiscale: long- plus short-range isotropic Matern 3/2; auto: "
+        "each training fits multiscale and matern52 and keeps the one with the larger log "
+        "marginal likelihood (type-II maximum likelihood model selection, Rasmussen & "
+        "Williams 2006, section 5.4): matern52 on smooth maps, multiscale on walls")
     prior_mean: Literal["data_mean", "area_median"] = Field(
         default="data_mean", description="GP prior mean: gpCAM's mean of the data, or the "
         "median over space (points weighted by the area they stand for): where features are "

@@ -23,7 +23,9 @@ from agent.errors import AgentError, MessageError
 from agent.messages import Measurement, Proposal
 from agent.space import Space, near
 from agent.training import (
+    AUTO_KERNELS,
     BackgroundTrainer,
+    KernelStart,
     area_median,
     hyperparameter_bounds,
     initial_hyperparameters,
@@ -65,6 +67,8 @@ class Engine:
         self._pending: list[np.ndarray] = []
         self._gp = None
         self._hps: np.ndarray | None = None
+        #: the GP's kernel: config.kernel, or for 'auto' the one the last training chose
+        self._kernel = AUTO_KERNELS[0] if config.kernel == "auto" else config.kernel
         self._next_train = config.training.first_at
         self._trainer = BackgroundTrainer(self._install)
         self._proposal_id = 0
@@ -196,10 +200,10 @@ class Engine:
     def _rebuild_gp(self) -> None:
         if self._hps is None:
             v = max(float(np.var(self._hp_scale_y())), 1e-12)
-            self._hps = initial_hyperparameters(self.config.kernel, v, self.space.d,
+            self._hps = initial_hyperparameters(self._kernel, v, self.space.d,
                                                 INITIAL_LENGTH_SCALE)
         self._gp = make_gp(np.array(self._x), self._gp_y(), self._noise(), self._hps,
-                           self.config.model, self._prior_mean(), self.config.kernel)
+                           self.config.model, self._prior_mean(), self._kernel)
 
     # ---------------------------------------------------------------- training
     def _maybe_train(self, force: bool = False) -> None:
@@ -209,12 +213,21 @@ class Engine:
             return
         if (n >= self._next_train or force) and n >= 2 and not self._trainer.running:
             self._next_train = schedule_next(n, t.schedule, t.first_at, t.every)
-            bounds = hyperparameter_bounds(self._hp_scale_y(), self.space.d,
-                                           t.length_scale_bounds, self.config.kernel)
-            self._trainer.start(np.array(self._x), self._gp_y(), self._noise(), self._hps,
-                                bounds, t.n_restarts, t.max_iter, background=t.background,
-                                model=self.config.model, prior_mean=self._prior_mean(),
-                                kernel=self.config.kernel, seed=self.config.seed + n)
+            self._trainer.start(np.array(self._x), self._gp_y(), self._noise(),
+                                self._kernel_starts(), t.n_restarts, t.max_iter,
+                                background=t.background, model=self.config.model,
+                                prior_mean=self._prior_mean(), seed=self.config.seed + n)
+
+    def _kernel_starts(self) -> list[KernelStart]:
+        """The kernels to train (two for 'auto'), each from its last hyperparameters."""
+        z = self._hp_scale_y()
+        names = AUTO_KERNELS if self.config.kernel == "auto" else (self.config.kernel,)
+        v = max(float(np.var(z)), 1e-12)
+        return [KernelStart(k, self._hps if k == self._kernel and self._hps is not None else
+                            initial_hyperparameters(k, v, self.space.d, INITIAL_LENGTH_SCALE),
+                            hyperparameter_bounds(z, self.space.d,
+                                                  self.config.training.length_scale_bounds, k))
+                for k in names]
 
     def _install(self, gp, hps: np.ndarray, n_snapshot: int, duration_s: float) -> None:
         with self._lock:
@@ -222,7 +235,7 @@ class Engine:
             if n > n_snapshot:  # data that arrived during training: rank-k update
                 gp.tell(np.array(self._x[n_snapshot:]), self._gp_y(n_snapshot),
                         noise_variances=self._noise()[n_snapshot:])
-            self._gp, self._hps = gp, hps
+            self._gp, self._hps, self._kernel = gp, hps, gp.beamagent_kernel
 
     # ---------------------------------------------------------------- propose
     def ask(self, n: int = 1, current_position: dict[str, float] | None = None) -> Proposal:
@@ -415,6 +428,7 @@ class Engine:
                 "n_measurements": len(self._x), "n_failed": len(self._failed),
                 "n_pending": len(self._pending),
                 "hyperparameters": None if self._hps is None else [float(h) for h in self._hps],
+                "kernel": self._kernel,
                 "training": {"running": tr.running, "n_trainings": tr.n_trainings,
                              "last_n": tr.last_n, "last_duration_s": tr.last_duration_s,
                              "next_at": self._next_train, "last_error": tr.last_error},
@@ -482,6 +496,7 @@ class Engine:
         return {"config": self.config.to_jsonable(),
                 "measurements": [m.model_dump(mode="json") for m in self._measurements],
                 "hyperparameters": None if self._hps is None else self._hps.tolist(),
+                "kernel": self._kernel,
                 "pending": self.space.as_dicts(np.array(self._pending)) if self._pending else [],
                 "proposal_id": self._proposal_id, "started_at": self.started_at}
 
@@ -507,7 +522,8 @@ class Engine:
         config = make_engine_config(state["config"])
         d = Path(path) if Path(path).is_dir() else Path(path).parent
         eng = cls._rebuilt(config, [Measurement.model_validate(m) for m in state["measurements"]],
-                           checkpoint_dir or d, state.get("hyperparameters"))
+                           checkpoint_dir or d, state.get("hyperparameters"),
+                           state.get("kernel"))
         with eng._lock:
             for p in state.get("pending", []):
                 eng._pending.append(eng.space.position(p, what="checkpoint pending"))
@@ -522,9 +538,11 @@ class Engine:
         return cls._rebuilt(config, measurements, checkpoint_dir, None)
 
     @classmethod
-    def _rebuilt(cls, config, measurements, checkpoint_dir, hps) -> Engine:
+    def _rebuilt(cls, config, measurements, checkpoint_dir, hps, kernel=None) -> Engine:
         eng = cls(config, checkpoint_dir=checkpoint_dir)
         with eng._lock:
+            if hps is not None and kernel is not None:  # the kernel the hyperparameters fit
+                eng._kernel = kernel
             for m in measurements:
                 eng._ingest(m)
             if measurements:

@@ -12,6 +12,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 from fvgp.gp_mcmc import resolve_log_scale
@@ -183,6 +184,18 @@ def restart_points(hps0: np.ndarray, bounds: np.ndarray, n: int, seed: int) -> l
     return starts
 
 
+class KernelStart(NamedTuple):
+    """One kernel to train: its name (KERNELS), starting hyperparameters and their bounds."""
+
+    kernel: str
+    hps0: np.ndarray
+    bounds: np.ndarray
+
+
+#: the kernels EngineConfig.kernel == "auto" chooses between
+AUTO_KERNELS = ("multiscale", "matern52")
+
+
 class BackgroundTrainer:
     """Runs one training job at a time in a daemon thread; ``install`` receives the result."""
 
@@ -199,16 +212,17 @@ class BackgroundTrainer:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self, x, y, noise, hps0, bounds, n_restarts: int, max_iter: int,
+    def start(self, x, y, noise, kernels: list[KernelStart], n_restarts: int, max_iter: int,
               background: bool = True, model: str = "gp",
-              prior_mean: float | None = None, kernel: str = "matern32",
-              seed: int = 0) -> None:
-        """Train on copies of the data; blocks only when ``background`` is False. The same
+              prior_mean: float | None = None, seed: int = 0) -> None:
+        """Train each of ``kernels`` on copies of the data and install the one with the
+        largest log marginal likelihood; blocks only when ``background`` is False. The same
         data and ``seed`` give the same hyperparameters."""
         if self.running or self._stop.is_set():
             return
-        args = (x.copy(), y.copy(), noise.copy(), np.array(hps0), bounds, n_restarts, max_iter,
-                model, prior_mean, kernel, seed)
+        kernels = [KernelStart(k.kernel, np.array(k.hps0), np.array(k.bounds)) for k in kernels]
+        args = (x.copy(), y.copy(), noise.copy(), kernels, n_restarts, max_iter, model,
+                prior_mean, seed)
         if not background:
             self._run(*args)
             return
@@ -216,20 +230,23 @@ class BackgroundTrainer:
                                         name="engine-training")
         self._thread.start()
 
-    def _run(self, x, y, noise, hps0, bounds, n_restarts, max_iter, model, prior_mean,
-             kernel, seed) -> None:
+    def _run(self, x, y, noise, kernels, n_restarts, max_iter, model, prior_mean,
+             seed) -> None:
         t0 = time.perf_counter()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                best, hps = -np.inf, np.clip(hps0, bounds[:, 0], bounds[:, 1])
-                for start in restart_points(hps, bounds, n_restarts, seed):
-                    gp = make_gp(x, y, noise, start, model, prior_mean, kernel)
-                    gp.train(hyperparameter_bounds=bounds, method="local", n_restarts=1,
-                             max_iter=max_iter)
-                    ll = float(gp.log_likelihood())
-                    if ll > best:
-                        best, hps = ll, np.array(gp.hyperparameters, dtype=float)
+                best, hps, kernel = -np.inf, None, kernels[0].kernel
+                for k in kernels:
+                    hps0 = np.clip(k.hps0, k.bounds[:, 0], k.bounds[:, 1])
+                    for start in restart_points(hps0, k.bounds, n_restarts, seed):
+                        gp = make_gp(x, y, noise, start, model, prior_mean, k.kernel)
+                        gp.train(hyperparameter_bounds=k.bounds, method="local",
+                                 n_restarts=1, max_iter=max_iter)
+                        ll = float(gp.log_likelihood())
+                        if ll > best or hps is None:
+                            best, kernel = ll, k.kernel
+                            hps = np.array(gp.hyperparameters, dtype=float)
                 fresh = make_gp(x, y, noise, hps, model, prior_mean, kernel)
             if not self._stop.is_set():
                 self._install(fresh, hps, len(x), time.perf_counter() - t0)

@@ -126,3 +126,42 @@ def test_mapping_gain_is_a_config_knob():
         return np.mean(np.hypot(x[:, 0] - 1, x[:, 1] - 4) < 2.0)
 
     assert near_peak(2.0) > near_peak(0.0) + 0.1
+
+
+def _raster_data(f, n=10):
+    """n x n measurements of f over cfg()'s square, noise variance 1e-6."""
+    xs, ys = np.linspace(-5, 5, n), np.linspace(0, 10, n)
+    return [Measurement(run_uid="k", seq=i * n + j, positions={"x": x, "y": y},
+                        values={"det": f({"x": x, "y": y})}, variances={"det": 1e-6})
+            for i, y in enumerate(ys) for j, x in enumerate(xs)]
+
+
+def test_auto_kernel_chooses_by_marginal_likelihood(tmp_path):
+    """'auto' trains multiscale and matern52 on the same data and keeps the kernel with the
+    larger log marginal likelihood: matern52 on a smooth map, multiscale on a disc (a curved
+    wall); the choice survives a checkpoint."""
+    def smooth(p):
+        return 0.5 + 0.3 * np.sin(p["x"] / 2.0) * np.cos(p["y"] / 3.0)
+
+    def disc(p):
+        return 1.0 if p["x"] ** 2 + (p["y"] - 5) ** 2 < 9 else 0.1
+
+    for f, expected in ((smooth, "matern52"), (disc, "multiscale")):
+        ms = _raster_data(f)
+        lls = {}
+        for k in ("multiscale", "matern52"):
+            e = Engine.from_measurements(cfg(kernel=k, stop={"max_points": 200}), ms)
+            e.wait_for_training()
+            lls[k] = float(e._gp.log_likelihood())
+            e.close()
+        auto = Engine.from_measurements(cfg(kernel="auto", stop={"max_points": 200}), ms,
+                                        checkpoint_dir=tmp_path / expected)
+        auto.wait_for_training()
+        assert max(lls, key=lls.get) == expected
+        assert auto.status()["kernel"] == expected
+        assert float(auto._gp.log_likelihood()) == pytest.approx(lls[expected], abs=1e-6)
+        auto.save_checkpoint()
+        auto.close()
+        again = Engine.from_checkpoint(tmp_path / expected)
+        assert again.status()["kernel"] == expected
+        again.close()
