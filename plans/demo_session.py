@@ -25,6 +25,7 @@ from devices import load_beamline_config, make_beamline
 from plans.figure import write_figure
 from plans.gp_scan import gp_scan
 from plans.progress import ProgressPrinter
+from plans.sample_measures import kind_measures, map_kind
 from plans.scoring import Truth, motion_time_s, raster_map, rmse
 from sim.beamline import hidden_sample
 from sim.config import load_config
@@ -140,15 +141,21 @@ class DemoSession:
                             md={"demo": {"role": "raster at equal beamtime"}})
         return self._record(plan, ProgressPrinter("raster", n * n))
 
-    def truth(self, n: int = 101) -> Truth:
+    def sample(self):
+        """The hidden sample and its signal -> expected det/i0 (dark counts included,
+        sim.physics)."""
         config = load_config(self.beamline_yaml)
-        sim = config.simulation
+        flux = config.simulation.flux
+
+        def to_value(signal):
+            return (flux.det_cps * signal + flux.dark_cps) / (flux.i0_cps + flux.dark_cps)
+        return hidden_sample(config), to_value
+
+    def truth(self, n: int = 101) -> Truth:
         xs = ys = np.linspace(*BOUNDS, n)
         gx, gy = np.meshgrid(xs, ys)
-        signal = hidden_sample(config).signal(gx, gy, None)
-        flux = sim.flux  # expected det/i0, dark counts included (sim.physics)
-        expected = (flux.det_cps * signal + flux.dark_cps) / (flux.i0_cps + flux.dark_cps)
-        return Truth(xs, ys, expected)
+        sample, to_value = self.sample()
+        return Truth(xs, ys, to_value(sample.signal(gx, gy, None)))
 
     def posterior(self, received: list, truth: Truth) -> tuple[np.ndarray, np.ndarray]:
         engine = Engine.from_measurements(load_engine_config(self.agent_yaml), received)
@@ -161,6 +168,17 @@ class DemoSession:
         mean = np.concatenate([p[0] for p in parts]).reshape(truth.z.shape)
         std = np.sqrt(np.concatenate([p[1] for p in parts])).reshape(truth.z.shape)
         return mean, std
+
+    def kind_summary(self, truth: Truth, agent_z: np.ndarray, raster_z: np.ndarray) -> dict:
+        """The measures of the sample's kind of map (plans.sample_measures), agent and raster."""
+        sample, to_value = self.sample()
+        agent = kind_measures(sample, to_value, truth, agent_z)
+        raster = kind_measures(sample, to_value, truth, raster_z)
+        out = {"map kind": map_kind(sample)}
+        for name in agent:
+            out[f"{name} agent"] = round(agent[name], 3)
+            out[f"{name} raster"] = round(raster[name], 3)
+        return out
 
     def report(self, agent_run: RunRecord, received: list, raster: RunRecord, n: int) -> dict:
         """Scores the agent on the points it had measured when the raster's beamtime had
@@ -184,6 +202,7 @@ class DemoSession:
             "RMSE agent": f"{agent_rmse:.3g}",
             "RMSE raster": f"{raster_rmse:.3g}",
             "RMSE agent/raster": f"{agent_rmse / raster_rmse:.2f}",
+            **self.kind_summary(truth, mean, raster_z),
             "decision time (agent)": percentiles(decisions),
             "plan blocked on agent": percentiles(waits),
             "figure": str(self.out / "demo.png"),
