@@ -10,7 +10,8 @@ into the plan whatever a suspender does. So the plan handles it, per point
    :class:`~devices.connection.ConnectionWatch` on its devices; the event is saved only if
    no device lost its connection since the point started (a classic trigger can "complete"
    on the restarted IOC's idle state; its counts would be nonsense);
-2. a failure while a device lost its connection (or naming a disconnect) pauses the point:
+2. a failure while a device lost its connection (or naming a disconnect) pauses the point
+   (so does a loss seen between points, before the next one starts):
    a warning is logged, the plan waits for every channel with a bound
    (``timeout_s``, default 60 s; then :class:`ReconnectTimeoutError`), and for the cut
    statuses to finish, so their late failures land now and not in the redo;
@@ -119,12 +120,14 @@ class Reconnector:
         self.watch: ConnectionWatch | None = None
         self.settings: dict[str, Any] = {}
         self.recoveries = 0
+        self._verified = 0  # the watch's epoch when the devices were last verified
 
     def start(self) -> MsgGenerator[None]:
         async def begin() -> ConnectionWatch:
             return ConnectionWatch.of(self.devices)
 
         self.watch = yield from tasks.run_coroutine(begin)
+        self._verified = self.watch.epoch
         self.settings = yield from tasks.run_coroutine(lambda: read_settings(self.devices))
 
     def close(self) -> MsgGenerator[None]:
@@ -143,6 +146,9 @@ class Reconnector:
         for attempt in range(self.max_recoveries + 1):
             statuses: list = []
             epoch = self.watch.epoch
+            if epoch != self._verified:  # lost (and maybe back) since the last point
+                yield from self.recover(None, statuses, index, self._verified)
+                epoch = self.watch.epoch
             try:
                 yield from move(statuses)
                 return (yield from self.measure(epoch))
@@ -177,11 +183,13 @@ class Reconnector:
         yield from bps.save()
         return readings
 
-    def recover(self, exc: Exception, statuses: list, index: int, epoch: int
+    def recover(self, exc: Exception | None, statuses: list, index: int, epoch: int
                 ) -> MsgGenerator[None]:
-        """Wait for the reconnection and the cut statuses, verify, record (see module doc)."""
+        """Wait for the reconnection and the cut statuses, verify, record (see module doc).
+
+        ``exc`` is the error that stopped the point, None for a loss between points."""
         lost = self._lost_names(epoch) or ", ".join(self.watch.down()) or "a device"
-        cause = _describe(exc)
+        cause = _describe(exc) if exc is not None else "lost between points"
         logger.warning("point %d: %s lost Channel Access (%s); pausing the point: waiting up "
                        "to %s s for the reconnection, then verifying and redoing it",
                        index, lost, cause, self.timeout_s)
@@ -194,6 +202,7 @@ class Reconnector:
         for motor in self.motors:
             value = yield from bps.rd(motor)
             positions.append(f"{motor.name}={value}")
+        self._verified = self.watch.epoch
         now = yield from tasks.run_coroutine(lambda: read_settings(self.devices))
         changed = changed_settings(self.settings, now)
         self.settings = now

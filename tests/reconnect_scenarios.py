@@ -102,7 +102,6 @@ def summary(docs: Collector, points: int, error, wall: float, warnings) -> dict:
         "lost": points - len(primary),
         "duplicates": len(ids) - len(set(ids)),
         "false_arrivals": false_arrivals,
-        "scaler_tp": [e["data"].get("scaler_time") for e in primary][-3:],
         "reconnects": [e["data"] for e in docs.stream("reconnects")],
         "warnings": warnings[-10:],
         "wall_s": round(wall, 2),

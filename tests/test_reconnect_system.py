@@ -30,9 +30,11 @@ KILL_AFTER = 3  # points measured before the kill
 DOWN_S = 3.0  # the IOC is away this long
 
 
-def autosave_config(tmp_path: Path) -> Path:
+def sim_config(tmp_path: Path, autosave: bool) -> Path:
     data = yaml.safe_load((REPO / "configs" / "beamline.yaml").read_text())
-    data["simulation"]["autosave"] = {"path": str(tmp_path / "autosave.json"), "period_s": 0.2}
+    if autosave:
+        data["simulation"]["autosave"] = {"path": str(tmp_path / "autosave.json"),
+                                          "period_s": 0.2}
     path = tmp_path / "beamline.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -49,8 +51,8 @@ def start_client(flavour: str, port: int, config: Path, agent: Path) -> subproce
     )
 
 
-def kill_and_restart(flavour: str, tmp_path: Path) -> dict:
-    port, config = free_port(), autosave_config(tmp_path)
+def kill_and_restart(flavour: str, tmp_path: Path, autosave: bool) -> dict:
+    port, config = free_port(), sim_config(tmp_path, autosave)
     agent = write_agent_yaml(tmp_path / "agent.yaml")
     with running_sim(config, port) as sim:
         client = start_client(flavour, port, config, agent)
@@ -75,14 +77,25 @@ def kill_and_restart(flavour: str, tmp_path: Path) -> dict:
     return result
 
 
-@pytest.mark.parametrize("flavour", ["ophyd_async", "classic"])
-def test_ioc_restart_mid_move_completes_the_budget(tmp_path, flavour):
-    result = kill_and_restart(flavour, tmp_path)
-    print(f"\n{flavour}: IOC SIGKILLed mid-move of point {KILL_AFTER + 1}, restarted after "
-          f"{result['restarted_after_s']} s: {result}")
+@pytest.mark.parametrize("flavour, autosave", [("ophyd_async", True), ("classic", True),
+                                               ("ophyd_async", False)],
+                         ids=["ophyd_async", "classic", "ophyd_async-no-autosave"])
+def test_ioc_restart_mid_move_completes_the_budget(tmp_path, flavour, autosave):
+    result = kill_and_restart(flavour, tmp_path, autosave)
+    print(f"\n{flavour}, autosave {autosave}: IOC SIGKILLed mid-move of point {KILL_AFTER + 1}, "
+          f"connectable again after {result['restarted_after_s']} s: {result}")
     assert result["error"] is None, result
     assert result["exit_status"] == "success", result
     assert (result["measured"], result["lost"]) == (POINTS, 0), result
     assert result["duplicates"] == 0, result
     assert result["false_arrivals"] == 0, result
-    assert len(result["reconnects"]) >= 1, result
+    assert len(result["reconnects"]) == 1, result
+    recovery = result["reconnects"][0]
+    assert recovery["reconnect_point"] == KILL_AFTER, recovery
+    assert "sample_x" in recovery["reconnect_devices"], recovery
+    changed = recovery["reconnect_settings_changed"]
+    if autosave:  # the IOC restored its settings: nothing to report
+        assert changed == "", recovery
+    else:  # back to the IOC's defaults: the exposure time is reported, loudly
+        assert "preset_time: 0.01 -> 1.0" in changed, recovery
+        assert any("settings changed across the reconnect" in w for w in result["warnings"])

@@ -1,0 +1,202 @@
+"""plans.reconnect with simulated devices and a scripted connection watch (no IOC).
+
+The real thing, an IOC SIGKILLed and restarted under gp_scan, is in test_reconnect_system.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import bluesky.plan_stubs as bps
+import numpy as np
+import pytest
+from bluesky import RunEngine
+from bluesky.utils import FailedStatus
+from ophyd.sim import SynAxis, SynGauss
+from ophyd.status import Status
+
+from devices.errors import DeviceConnectError
+from plans import reconnect
+from plans.gp_scan import move_verified
+from plans.reconnect import Reconnector, ReconnectTimeoutError, changed_settings
+
+
+class ScriptedWatch:
+    """Stands in for devices.connection.ConnectionWatch."""
+
+    def __init__(self, reconnect_error: Exception | None = None):
+        self.epoch, self.losses, self.closed = 0, [], False
+        self.reconnect_error = reconnect_error
+
+    def lose(self, name: str) -> None:
+        self.epoch += 1
+        self.losses.append((0.0, name))
+
+    def down(self) -> list[str]:
+        return []
+
+    async def wait_connected(self, timeout_s: float) -> float:
+        if self.reconnect_error is not None:
+            raise self.reconnect_error
+        return 0.0
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class CutAxis(SynAxis):
+    """A SynAxis whose first ``cuts`` moves fail as a disconnect would (the IOC dies)."""
+
+    def __init__(self, *args, watch: ScriptedWatch, cuts: int = 1, lose: bool = True, **kw):
+        super().__init__(*args, **kw)
+        self.watch, self.cuts, self.lose, self.moves = watch, cuts, lose, 0
+
+    def set(self, value):
+        self.moves += 1
+        if self.moves > self.cuts:
+            return super().set(value)
+        if self.lose:
+            self.watch.lose(self.name)
+            self.velocity.put(99.0)  # the restarted IOC's default
+        status = Status(obj=self)
+        threading.Timer(0.01, lambda: status.set_exception(
+            RuntimeError(f"{self.name}: stalled" if not self.lose else
+                         f"{self.name}: Virtual circuit disconnect"))).start()
+        return status
+
+
+@pytest.fixture
+def RE():
+    RE = RunEngine(call_returns_result=True)
+    yield RE
+    if RE.state != "idle":
+        RE.abort()
+
+
+def run_point(RE, watch, motor, det, target=0.5, **kwargs):
+    docs: list = []
+    rc = Reconnector([det], [motor], timeout_s=5.0, **kwargs)
+    reconnect_of = reconnect.ConnectionWatch.of
+
+    def plan():
+        yield from bps.open_run()
+        yield from rc.start()
+        yield from rc.point(lambda st: move_verified([motor], [target], [1e-3], st), index=0)
+        yield from rc.close()
+        yield from bps.close_run()
+
+    reconnect.ConnectionWatch.of = classmethod(lambda cls, devices: watch)
+    try:
+        RE(plan(), lambda n, d: docs.append((n, d)))
+    finally:
+        reconnect.ConnectionWatch.of = reconnect_of
+    return docs
+
+
+def stream(docs, name):
+    uids = {d["uid"] for n, d in docs if n == "descriptor" and d["name"] == name}
+    return [d["data"] for n, d in docs if n == "event" and d["descriptor"] in uids]
+
+
+def test_a_move_cut_by_a_disconnect_is_redone_and_reported(RE, caplog):
+    watch = ScriptedWatch()
+    motor = CutAxis(name="m", watch=watch)
+    det = SynGauss("det", motor, "m", center=0, Imax=1, sigma=1)
+    docs = run_point(RE, watch, motor, det)
+    primary, recoveries = stream(docs, "primary"), stream(docs, "reconnects")
+    assert len(primary) == 1 and primary[0]["m"] == pytest.approx(0.5)  # redone, arrived
+    assert motor.moves == 2
+    assert len(recoveries) == 1
+    r = recoveries[0]
+    assert r["reconnect_devices"] == "m" and "Virtual circuit disconnect" in r["reconnect_cause"]
+    assert "m_velocity: 1 -> 99.0" in r["reconnect_settings_changed"]
+    assert any("settings changed across the reconnect" in m for m in caplog.messages)
+    assert watch.closed
+
+
+def test_a_failure_that_is_no_disconnect_propagates(RE):
+    watch = ScriptedWatch()
+    motor = CutAxis(name="m", watch=watch, lose=False)
+    det = SynGauss("det", motor, "m", center=0, Imax=1, sigma=1)
+    with pytest.raises(FailedStatus) as info:
+        run_point(RE, watch, motor, det)
+    assert "stalled" in str(info.value.__cause__)
+    assert motor.moves == 1
+
+
+def test_no_reconnection_within_the_bound_fails_naming_the_pvs(RE):
+    watch = ScriptedWatch(DeviceConnectError("m not reconnected within 5.0 s; ['M.RBV']"))
+    motor = CutAxis(name="m", watch=watch)
+    det = SynGauss("det", motor, "m", center=0, Imax=1, sigma=1)
+    with pytest.raises(ReconnectTimeoutError, match=r"M\.RBV"):
+        run_point(RE, watch, motor, det)
+
+
+def test_a_point_cut_more_often_than_allowed_fails(RE):
+    watch = ScriptedWatch()
+    motor = CutAxis(name="m", watch=watch, cuts=3)
+    det = SynGauss("det", motor, "m", center=0, Imax=1, sigma=1)
+    with pytest.raises(FailedStatus) as info:
+        run_point(RE, watch, motor, det, max_recoveries=2)
+    assert "Virtual circuit disconnect" in str(info.value.__cause__)
+    assert motor.moves == 3
+
+
+class LosingDetector(SynGauss):
+    """Its first trigger "completes" while its IOC is lost (as a classic trigger can, on the
+    restarted IOC's idle state)."""
+
+    def __init__(self, *args, watch: ScriptedWatch, **kwargs):
+        super().__init__(*args, **kwargs)  # triggers once itself
+        self.watch, self.triggers = watch, 0
+
+    def trigger(self):
+        if hasattr(self, "watch"):
+            self.triggers += 1
+            if self.triggers == 1:
+                self.watch.lose(self.name)
+        return super().trigger()
+
+
+def test_a_measurement_that_saw_a_disconnect_is_dropped_and_redone(RE):
+    watch = ScriptedWatch()
+    motor = SynAxis(name="m")
+    det = LosingDetector("det", motor, "m", center=0, Imax=1, sigma=1, watch=watch)
+    docs = run_point(RE, watch, motor, det)
+    assert len(stream(docs, "primary")) == 1  # the first reading was never saved
+    assert det.triggers == 2
+    assert [r["reconnect_devices"] for r in stream(docs, "reconnects")] == ["det"]
+
+
+def test_a_loss_between_points_is_verified_before_the_next(RE):
+    watch = ScriptedWatch()
+    motor = SynAxis(name="m")
+    det = SynGauss("det", motor, "m", center=0, Imax=1, sigma=1)
+    docs: list = []
+    rc = Reconnector([det], [motor], timeout_s=5.0)
+
+    def plan():
+        yield from bps.open_run()
+        yield from rc.start()
+        yield from rc.point(lambda st: move_verified([motor], [0.1], [1e-3], st), index=0)
+        watch.lose("m")  # while the plan waited for the agent, say
+        yield from rc.point(lambda st: move_verified([motor], [0.2], [1e-3], st), index=1)
+        yield from bps.close_run()
+
+    original = reconnect.ConnectionWatch.of
+    reconnect.ConnectionWatch.of = classmethod(lambda cls, devices: watch)
+    try:
+        RE(plan(), lambda n, d: docs.append((n, d)))
+    finally:
+        reconnect.ConnectionWatch.of = original
+    assert len(stream(docs, "primary")) == 2
+    [r] = stream(docs, "reconnects")
+    assert (r["reconnect_point"], r["reconnect_cause"]) == (1, "lost between points")
+
+
+def test_changed_settings_names_each_change():
+    before = {"tp": 0.05, "egu": "mm", "names": np.array([1, 2]), "same": 1.0}
+    after = {"tp": 1.0, "egu": "mm", "names": np.array([1, 3]), "same": 1.0 + 1e-15}
+    assert changed_settings(before, after) == ["tp: 0.05 -> 1.0",
+                                               "names: array([1, 2]) -> array([1, 3])"]
+    assert changed_settings({"gone": 1}, {}) == ["gone: 1 -> '<missing>'"]
