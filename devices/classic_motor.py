@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -9,6 +10,7 @@ import time
 from ophyd import Component as Cpt
 from ophyd import EpicsMotor, EpicsSignal, EpicsSignalRO
 from ophyd.status import DeviceStatus
+from ophyd.utils import InvalidState
 
 from devices.errors import LimitError, MoveError, limit_message
 
@@ -16,7 +18,8 @@ from devices.errors import LimitError, MoveError, limit_message
 class VerifiedEpicsMotor(EpicsMotor):
     """``EpicsMotor`` whose ``set`` status fails with MoveError unless the readback ends
     within ``tolerance`` (EGU; None: the record's RDBD) of the target, or the move was
-    stopped with ``stop(success=True)`` (a RunEngine pause or suspension)."""
+    stopped with ``stop(success=True)`` (a RunEngine pause or suspension). A move during
+    which the IOC disconnects fails at once with MoveError ("... cut: lost Channel Access")."""
 
     retry_deadband = Cpt(EpicsSignalRO, ".RDBD", kind="omitted")
     # string=True: read EGU as text whether the IOC serves DBF_STRING or a char waveform
@@ -47,6 +50,7 @@ class VerifiedEpicsMotor(EpicsMotor):
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self._move_timeout(new_position)
         stopped_ok = self._stopped_ok = threading.Event()  # fresh flag for this move
+        egu = self.motor_egu.get()  # monitored: no CA round trip
         inner = super().set(new_position, **kwargs)
         outer = DeviceStatus(self)
 
@@ -57,6 +61,16 @@ class VerifiedEpicsMotor(EpicsMotor):
                 daemon=True,
             ).start()
 
+        def _disconnected(*, connected: bool = True, **kw) -> None:
+            if not connected:
+                _fail(outer, MoveError(
+                    f"move of {self.name} to {new_position} {egu} cut: lost Channel Access "
+                    f"to {self.motor_done_move.pvname}"))
+
+        # A move whose IOC goes away is not done, whatever DMOV says on reconnect (a
+        # restarted IOC reports DMOV=1 wherever it restored the motor): fail it at once.
+        cid = self.motor_done_move.subscribe(_disconnected, event_type="meta", run=False)
+        outer.add_callback(lambda status: self.motor_done_move.unsubscribe(cid))
         inner.add_callback(_moved)
         return outer
 
@@ -82,8 +96,10 @@ class VerifiedEpicsMotor(EpicsMotor):
 
     def _finish(self, inner, outer: DeviceStatus, target: float,
                 stopped_ok: threading.Event) -> None:
+        if outer.done:  # already failed: the IOC went away during the move
+            return
         if stopped_ok.is_set() and inner.success:
-            outer.set_finished()  # stopped by a pause/suspension: no verification
+            _finished(outer)  # stopped by a pause/suspension: no verification
             return
         try:
             egu = self.motor_egu.get()
@@ -103,9 +119,9 @@ class VerifiedEpicsMotor(EpicsMotor):
                     f"{egu}, off by {abs(readback - target):.6g} {egu}; tolerance {tol} {egu}"
                 )
         except Exception as exc:  # any failure, CA timeouts included, fails the status
-            outer.set_exception(exc)
+            _fail(outer, exc)
         else:
-            outer.set_finished()
+            _finished(outer)
 
     def _settled_readback(self, readback: float, target: float, tol: float) -> float:
         """Readback once the motor is really idle (DMOV=1 and RBV steady for a poll).
@@ -124,3 +140,14 @@ class VerifiedEpicsMotor(EpicsMotor):
                 return now
             readback = now
         return readback
+
+
+def _fail(status: DeviceStatus, exc: Exception) -> None:
+    """Fail ``status`` unless it is already done (a disconnect and a verification race)."""
+    with contextlib.suppress(InvalidState):
+        status.set_exception(exc)
+
+
+def _finished(status: DeviceStatus) -> None:
+    with contextlib.suppress(InvalidState):
+        status.set_finished()

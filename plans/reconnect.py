@@ -212,6 +212,7 @@ class Reconnector:
             logger.warning("point %d: settings changed across the reconnect (the IOC did not "
                            "restore them): %s", index, "; ".join(changed))
         self.recoveries += 1
+        lost = self._lost_names(epoch) or lost  # all of them, now that they are back
         self.recorder.record(point=index, devices=lost, cause=cause, outage_s=outage,
                              positions=", ".join(positions), settings_changed="; ".join(changed))
         yield from bps.trigger_and_read([self.recorder], name=STREAM)
@@ -310,7 +311,8 @@ def _status_exception(status: Any) -> BaseException | None:
 
 
 def _names_disconnect(exc: BaseException) -> bool:
-    return any("disconnect" in str(e).lower() for e in _chain(exc))
+    return any(word in str(e).lower() for e in _chain(exc)
+               for word in ("disconnect", "lost channel access"))
 
 
 def _describe(exc: BaseException) -> str:
