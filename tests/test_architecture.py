@@ -29,6 +29,9 @@ FORBIDDEN = {
 }
 ALLOWED_SIM_READERS = {"plans/demo_session.py", "plans/align_demo_session.py"}  # scoring
 # against the hidden truth
+# The queueserver startup profile is user code shipped as package data (not a module of
+# configs): like an IPython session it joins agent, devices and plans.
+USER_SCRIPTS = "configs/profile_collection/"
 
 
 def imported_roots(path: Path) -> set[str]:
@@ -46,6 +49,8 @@ def test_layering(package):
     violations = []
     for path in sorted((ROOT / package).rglob("*.py")):
         relative = path.relative_to(ROOT).as_posix()
+        if relative.startswith(USER_SCRIPTS):
+            continue
         banned = FORBIDDEN[package] - ({"sim"} if relative in ALLOWED_SIM_READERS else set())
         bad = imported_roots(path) & banned
         if bad:

@@ -44,6 +44,7 @@ AGENT_TIMEOUT_S = 10.0  # s, per request to the agent
 # Where every run's documents go, one JSON-lines file per run named by the start uid's first
 # part (bluesky's JSONLinesWriter); unset: nowhere.
 DOCUMENTS_DIR = os.environ.get("BEAMAGENT_DOCUMENTS_DIR")
+CONNECT_TIMEOUT_S = 30.0  # s, for every PV of the beamline to connect
 
 RE = RunEngine()  # before connecting ophyd-async devices
 if DOCUMENTS_DIR:
@@ -52,7 +53,7 @@ if DOCUMENTS_DIR:
 
 beamline_config = load_beamline_config(BEAMLINE_CONFIG)
 bl = make_beamline(beamline_config)
-RE(ensure_connected(bl))
+RE(ensure_connected(bl, timeout=CONNECT_TIMEOUT_S))
 # Every element and every motor under its config name, as plans are queued with them.
 globals().update({e.name: getattr(bl, e.name) for e in beamline_config.elements})
 globals().update(bl.motors)
