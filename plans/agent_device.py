@@ -14,6 +14,8 @@ package knows positions and numbers, never devices. ``AgentDevice`` is an ophyd-
 ``gp_scan`` accepts it or a bare ``AgentClient``.
 """
 
+from typing import Any
+
 from ophyd_async.core import Device
 
 from agent.client import DEFAULT_REQUEST_ADDRESS, AgentClient
@@ -21,13 +23,14 @@ from agent.client import DEFAULT_REQUEST_ADDRESS, AgentClient
 
 class AgentDevice(Device):
     """An ``AgentClient`` for the service at ``address`` (its request port), as a device
-    called ``name``. ``timeout_s``: per request, s. Connecting it connects nothing: the
-    client opens its socket at the first request."""
+    called ``name``. ``timeout_s``: per request, s; ``client_options`` go to the client
+    as they are (e.g. ``server_key``/``client_key`` for CURVE, ``session``). Connecting it
+    connects nothing: the client opens its socket at the first request."""
 
     def __init__(self, address: str = DEFAULT_REQUEST_ADDRESS, timeout_s: float = 5.0,
-                 name: str = "agent") -> None:
+                 name: str = "agent", **client_options: Any) -> None:
         super().__init__(name=name)
-        self.client = AgentClient(address, timeout_s)
+        self.client = AgentClient(address, timeout_s, **client_options)
 
     @property
     def address(self) -> str:
