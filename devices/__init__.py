@@ -59,7 +59,10 @@ Behaviour added on top of the stock classes (both flavours):
   (see :mod:`devices.ca_put` for the upstream bug this works around);
 * scaler ``trigger`` waits for ``:NACQ`` to increment, and camera ``trigger`` for
   ``Stats1:ArrayCounter_RBV``, so reads are never stale;
-* :func:`devices.suspenders.suspend_on_beam_loss` pauses scans when the beam is lost.
+* :func:`devices.suspenders.suspend_on_beam_loss` pauses scans when the beam is lost;
+* :class:`devices.connection.ConnectionWatch` tells whether a device lost Channel Access
+  (and is back), for either flavour; ``plans.reconnect`` uses it to carry ``gp_scan``
+  through an IOC restart. A classic motor's move whose IOC disconnects fails at once.
 
 Nothing connects, patches or starts threads at import time.
 """
