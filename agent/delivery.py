@@ -14,7 +14,9 @@ any kill the plan and the service agree on what was measured. Use it as a reduce
     sender.close()  # waits (bounded) for the last acknowledgements
 
 Calling the sender never blocks the RunEngine: measurements queue to a background thread
-(at most ``max_queued``; beyond, they are dropped, logged and counted in ``n_dropped``). A
+(at most ``max_queued``; beyond, they are dropped, logged and counted in ``n_dropped``), which
+is woken at once through a pipe (no polling delay). ``agent.reducers`` builds one for a
+reducer given ``request_address=``: that is the default delivery. A
 measurement the service refuses (bad data) is logged and counted in ``n_refused``, never
 resent: it would be refused again.
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import queue
 import secrets
 import threading
@@ -60,8 +63,11 @@ class MeasurementSender:
         self._curve = None if server_key is None else (curve.load_public(server_key),
                                                         curve.load_pair(client_key))
         self._inbox: queue.Queue[Measurement] = queue.Queue(max_queued)
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._unfinished = 0
+        self._wake_r, self._wake_w = os.pipe()  # the caller wakes the thread's poll
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         self.n_sent = self.n_acknowledged = self.n_refused = self.n_dropped = self.n_resent = 0
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name="measurement-sender",
@@ -76,11 +82,19 @@ class MeasurementSender:
         except queue.Full:
             with self._lock:
                 self._unfinished -= 1
+                self._lock.notify_all()
             self.n_dropped += 1
             logger.error("measurement %s/%d dropped: %d queued for %s", measurement.run_uid,
                          measurement.seq, self._inbox.qsize(), self.address)
             return
         self.n_sent += 1
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"\0")
+        except (BlockingIOError, OSError):  # pipe full (the thread wakes anyway) or closed
+            pass
 
     @property
     def unacknowledged(self) -> int:
@@ -90,20 +104,28 @@ class MeasurementSender:
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until every measurement is acknowledged or refused; False on timeout."""
         deadline = time.monotonic() + timeout_s
-        while self._unfinished:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                return False
-            time.sleep(0.005)
+        with self._lock:
+            while self._unfinished:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._thread.is_alive():
+                    return False
+                self._lock.wait(min(left, 0.1))
         return True
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Flush (bounded by ``timeout_s``), then stop. What is still unacknowledged is
         logged. Idempotent."""
+        if self._closing.is_set():
+            return
         if not self.flush(timeout_s):
             logger.error("%d measurements not acknowledged by %s within %s s",
                          self._unfinished, self.address, timeout_s)
         self._closing.set()
+        self._wake()
         self._thread.join(timeout_s)
+        if not self._thread.is_alive():
+            os.close(self._wake_r)
+            os.close(self._wake_w)
 
     # -- the delivery thread ----------------------------------------------------------------
     def _run(self) -> None:
@@ -117,15 +139,28 @@ class MeasurementSender:
         unacked: dict[int, list] = {}  # request id -> [payload, last sent, measurement]
         open_payload = json.dumps({"type": "open", "session": self.session}).encode()
         sock.send_multipart([b"", open_payload])
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
         try:
             while not self._closing.is_set():
                 self._take(sock, ids, unacked)
-                if sock.poll(_POLL_MS):
+                ready = dict(poller.poll(_POLL_MS))
+                if self._wake_r in ready:
+                    self._drain_wake()
+                if sock in ready:
                     self._replies(sock, unacked, open_payload)
                 self._resend(sock, unacked)
         finally:
             sock.close(linger=0)
             ctx.term()
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
 
     def _take(self, sock: zmq.Socket, ids, unacked: dict) -> None:
         while len(unacked) < _WINDOW:
@@ -166,6 +201,7 @@ class MeasurementSender:
                 self.n_acknowledged += 1
             with self._lock:
                 self._unfinished -= 1
+                self._lock.notify_all()
 
     def _resend(self, sock: zmq.Socket, unacked: dict) -> None:
         now = time.monotonic()

@@ -4,13 +4,15 @@
     proxy:           bluesky-0MQ-proxy, or bluesky.callbacks.zmq.Proxy("tcp://127.0.0.1:5577",
                      "tcp://127.0.0.1:5578").start()
     reducers:        python -m agent.reducers --config configs/agent.yaml \
-                         --proxy tcp://127.0.0.1:5578 [--agent tcp://127.0.0.1:5581]
-                         [--acknowledged tcp://127.0.0.1:5580]
+                         --proxy tcp://127.0.0.1:5578 [--acknowledged tcp://127.0.0.1:5580]
+                         [--push [--agent tcp://127.0.0.1:5581]]
                          [--server-key keys/server.key --client-key keys/client.key_secret]
 
-``--acknowledged REQUEST_ADDRESS`` delivers measurements as acknowledged, resent ``tell``s to
-the service's request socket (``agent.delivery``): exactly once across agent restarts,
-where PUSH loses what was in flight at a kill. The CURVE keys are those of
+By default measurements go as acknowledged, resent ``tell``s to the service's request
+socket (``agent.delivery``; the ``request_port`` of the config's ``service:`` section, or
+``--acknowledged REQUEST_ADDRESS``): exactly once across agent restarts. ``--push`` (or
+``--agent MEASUREMENT_ADDRESS``) PUSHes them instead, fire-and-forget, for high-rate data: a
+kill of the agent loses what was in flight. The CURVE keys (either way) are those of
 ``beamagent keys`` for a service with ``service.curve``.
 
 The subscriber here reads the Publisher's framing (``prefix name payload``) itself rather than
@@ -30,6 +32,7 @@ import zmq
 from event_model import DocumentNames
 
 from agent import doc_codec
+from agent.delivery import MeasurementSender
 from agent.reducers import ImageReducer, Reducer, ScalarReducer
 from agent.service_config import ImageReducerConfig, ReducerConfig, load_agent_config
 from agent.signals import StopFlag
@@ -38,13 +41,15 @@ logger = logging.getLogger("agent.reducers")
 
 
 def build_reducers(configs: Iterable[ReducerConfig], address: str | None,
-                   encoding: str = "msgpack", sink: Callable | None = None) -> list[Reducer]:
-    """Reducers from the ``reducers:`` section, each PUSHing to ``address``, or handing its
-    measurements to ``sink`` (e.g. an ``agent.delivery.MeasurementSender``) if given."""
+                   encoding: str = "msgpack", sink: Callable | None = None,
+                   **keys) -> list[Reducer]:
+    """Reducers from the ``reducers:`` section, each PUSHing to ``address`` (with CURVE
+    ``keys``: server_key, client_key), or handing its measurements to ``sink`` (e.g. one
+    ``agent.delivery.MeasurementSender`` shared by all) if given."""
     reducers: list[Reducer] = []
     for c in configs:
         where = dict(sink=sink) if sink is not None else dict(address=address,
-                                                              encoding=encoding)
+                                                              encoding=encoding, **keys)
         common = dict(positions=c.positions, counting_statistics=c.counting_statistics, **where)
         if isinstance(c, ImageReducerConfig):
             reducers.append(ImageReducer(c.image, roi=c.roi, value_prefix=c.value_prefix,
@@ -101,12 +106,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="agent YAML with a reducers: section")
     parser.add_argument("--proxy", required=True,
                         help="out address of the bluesky zmq Proxy, e.g. tcp://127.0.0.1:5578")
-    parser.add_argument("--agent", default=None,
-                        help="service measurement address (default: from the service: section)")
-    parser.add_argument("--encoding", choices=["msgpack", "json"], default="msgpack")
     parser.add_argument("--acknowledged", default=None, metavar="REQUEST_ADDRESS",
-                        help="deliver as acknowledged tells to the service's request address "
-                             "(exactly once across agent restarts) instead of PUSH")
+                        help="the service's request address for acknowledged delivery, the "
+                             "default (exactly once across agent restarts; default address: "
+                             "request_port of the service: section)")
+    parser.add_argument("--push", action="store_true",
+                        help="PUSH to the service's measurement address instead: "
+                             "fire-and-forget, for high-rate data (a kill loses what is in "
+                             "flight)")
+    parser.add_argument("--agent", default=None, metavar="MEASUREMENT_ADDRESS",
+                        help="PUSH to this measurement address (implies --push; default: "
+                             "measurement_port of the service: section)")
+    parser.add_argument("--encoding", choices=["msgpack", "json"], default="msgpack",
+                        help="PUSH encoding")
     parser.add_argument("--server-key", default=None, help="CURVE: the service's server.key")
     parser.add_argument("--client-key", default=None,
                         help="CURVE: this client's client.key_secret")
@@ -122,21 +134,24 @@ def main(argv: list[str] | None = None) -> int:
     if not config.reducers:
         parser.error(f"{args.config} has no reducers: section")
     service = config.service
-    address = args.agent or f"tcp://127.0.0.1:{service.measurement_port}"
+    push = args.push or args.agent is not None
+    if push and args.acknowledged:
+        parser.error("--acknowledged and --push/--agent: choose one delivery")
+    if (args.server_key is None) != (args.client_key is None):
+        parser.error("CURVE needs both --server-key and --client-key")
+    keys = dict(server_key=args.server_key, client_key=args.client_key)
     sender = None
-    if args.acknowledged:
-        from agent.delivery import MeasurementSender
-
-        sender = MeasurementSender(args.acknowledged, server_key=args.server_key,
-                                   client_key=args.client_key)
-        address = args.acknowledged
-    elif args.server_key or args.client_key:
-        parser.error("--server-key/--client-key go with --acknowledged (PUSH has no CURVE "
-                     "client here)")
-    reducers = build_reducers(config.reducers, address, args.encoding, sink=sender)
+    if push:
+        address = args.agent or f"tcp://127.0.0.1:{service.measurement_port}"
+        reducers = build_reducers(config.reducers, address, args.encoding, **keys)
+    else:
+        address = args.acknowledged or f"tcp://127.0.0.1:{service.request_port}"
+        sender = MeasurementSender(address, **keys)  # one, shared by every reducer
+        reducers = build_reducers(config.reducers, None, sink=sender)
     stop = StopFlag().install()  # re-entrant safe: a burst of SIGTERMs cannot deadlock
     subscriber = DocumentSubscriber(args.proxy, reducers)
-    logger.info("reducing documents from %s into %s", args.proxy, address)
+    logger.info("reducing documents from %s into %s (%s)", args.proxy, address,
+                "PUSH" if push else "acknowledged")
     try:
         subscriber.run(stop)
     finally:

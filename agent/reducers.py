@@ -1,9 +1,19 @@
-"""Reducers: bluesky callbacks turning a run's documents into Measurements, PUSHed over ZeroMQ.
+"""Reducers: bluesky callbacks turning a run's documents into Measurements for the agent.
 
-In-process: ``RE.subscribe(ScalarReducer(..., address=service.measurement_address))``.
+Delivery, by default acknowledged and exactly once (``agent.delivery.MeasurementSender``):
+``RE.subscribe(ScalarReducer(..., request_address="tcp://127.0.0.1:5580"))`` sends each
+measurement to the service's request address as a ``tell`` and resends it until the service
+acknowledges it, so an agent killed (SIGKILL included) and restarted loses none and counts
+none twice. ``close()`` (or ``flush()``) waits, bounded, for the last acknowledgements.
+For high-rate data where a kill may lose what is in flight, PUSH is the explicit option:
+``ScalarReducer(..., address=<the service's measurement address>)`` (fire-and-forget, about
+10x cheaper, ``agent.reducers.MeasurementPusher``). Both take CURVE keys (``server_key=``,
+``client_key=``) for a service with ``service.curve``. Or ``sink=``: any callable taking a
+Measurement.
+
 Separate process, fed by bluesky's zmq Proxy (msgpack, never pickle):
 ``python -m agent.reducers --config configs/agent.yaml --proxy tcp://127.0.0.1:5578``
-(see ``agent.reducer_process``).
+(see ``agent.reducer_process``; acknowledged too unless ``--push``).
 
 Each event of the reduced stream gives one Measurement: ``run_uid`` = start uid,
 ``seq`` = event seq_num - 1, positions from the motor readback fields mapped to coordinate
@@ -16,12 +26,15 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zmq
 from event_model import DocumentRouter
 
+from agent import curve
+from agent.delivery import MeasurementSender
 from agent.messages import Measurement
 
 logger = logging.getLogger(__name__)
@@ -32,18 +45,27 @@ class ReductionFailure(Exception):
 
 
 class MeasurementPusher:
-    """A ZeroMQ PUSH socket to the service's measurement (PULL) address.
+    """A ZeroMQ PUSH socket to the service's measurement (PULL) address: fire-and-forget.
 
     Sends never block the RunEngine: messages queue up to ``high_water_mark`` while the service
     is away, beyond that they are dropped with an error log and counted in ``n_dropped``.
+    What is in flight when the service is killed is lost (``agent.delivery.MeasurementSender``
+    is the acknowledged alternative). ``server_key``/``client_key``: CURVE key files.
     """
 
-    def __init__(self, address: str, encoding: str = "msgpack", high_water_mark: int = 100_000):
+    def __init__(self, address: str, encoding: str = "msgpack", high_water_mark: int = 100_000,
+                 *, server_key: str | Path | None = None, client_key: str | Path | None = None):
         if encoding not in ("msgpack", "json"):
             raise ValueError(f"encoding={encoding!r}: choose 'msgpack' or 'json'")
+        if (server_key is None) != (client_key is None):
+            raise ValueError(f"server_key={server_key!r}, client_key={client_key!r}: CURVE "
+                             "needs both (server.key and client.key_secret)")
         self.address, self.encoding, self.n_dropped = address, encoding, 0
         self._ctx = zmq.Context()
         self._socket = self._ctx.socket(zmq.PUSH)
+        if server_key is not None:
+            curve.secure_client(self._socket, curve.load_public(server_key),
+                                curve.load_pair(client_key))
         self._socket.setsockopt(zmq.SNDHWM, high_water_mark)
         self._socket.setsockopt(zmq.LINGER, 2000)  # let queued measurements go out on close
         self._socket.connect(address)
@@ -66,22 +88,47 @@ class Reducer(DocumentRouter):
     """Base reducer: subclasses implement ``reduce(data) -> (values, variances | None)``.
 
     ``positions``: coordinate name -> event data key of its readback, e.g. {"x": "sample_x"}.
-    ``address``: the service's measurement address (PUSH); or ``sink``: any callable taking a
-    Measurement (tests, chaining). ``stream``: the event stream reduced ("primary").
+    Where measurements go, exactly one of:
+
+    - ``request_address``: the service's request address (the one ``AgentClient`` uses):
+      acknowledged delivery, exactly once across agent restarts (the default to use);
+      ``resend_s``: resend interval of an unacknowledged measurement;
+    - ``address``: the service's measurement (PULL) address: PUSH, fire-and-forget, for
+      high-rate data (``encoding`` msgpack or json); a kill loses what is in flight;
+    - ``sink``: any callable taking a Measurement (tests, chaining, a shared
+      ``MeasurementSender``).
+
+    ``server_key``/``client_key``: CURVE key files (``beamagent keys``) for either socket.
+    ``stream``: the event stream reduced ("primary"). The reducer owns the socket it builds:
+    ``close()`` it (acknowledged: waits up to ``timeout_s`` for the last acknowledgements).
     """
 
-    def __init__(self, positions: Mapping[str, str], *, address: str | None = None,
-                 sink: Callable[[Measurement], Any] | None = None, stream: str = "primary",
-                 encoding: str = "msgpack"):
+    def __init__(self, positions: Mapping[str, str], *, request_address: str | None = None,
+                 address: str | None = None, sink: Callable[[Measurement], Any] | None = None,
+                 stream: str = "primary", encoding: str = "msgpack", resend_s: float = 1.0,
+                 server_key: str | Path | None = None, client_key: str | Path | None = None):
         super().__init__()
         if not positions:
             raise ValueError("positions is empty: map at least one coordinate to a data key")
+        given = [k for k, v in (("request_address", request_address), ("address", address),
+                                ("sink", sink)) if v]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of request_address= (the service's request "
+                             f"address: acknowledged), address= (its measurement address: "
+                             f"PUSH) or sink=; got {given or 'none'}")
+        if sink is not None and (server_key or client_key):
+            raise ValueError("server_key/client_key are for request_address= or address=, "
+                             "not sink=")
         self.positions = dict(positions)
         self.stream = stream
-        self._pusher = MeasurementPusher(address, encoding) if address else None
-        self._sink = sink or self._pusher
-        if self._sink is None:
-            raise ValueError("give address= (the service's measurement address) or sink=")
+        keys = dict(server_key=server_key, client_key=client_key)
+        self._owned: MeasurementSender | MeasurementPusher | None = None
+        if request_address:
+            self._owned = MeasurementSender(request_address, resend_s=resend_s, **keys)
+        elif address:
+            self._owned = MeasurementPusher(address, encoding, **keys)
+        self._sink = sink or self._owned
+        self._closed = False
         self._run_uid: str | None = None
         self._descriptors: set[str] = set()
         self.n_sent = self.n_failed = self.n_unplaced = 0
@@ -128,9 +175,28 @@ class Reducer(DocumentRouter):
     def reduce(self, data: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, float] | None]:
         raise NotImplementedError
 
-    def close(self) -> None:
-        if self._pusher is not None:
-            self._pusher.close()
+    @property
+    def delivery(self) -> MeasurementSender | MeasurementPusher | None:
+        """The sender (acknowledged) or pusher (PUSH) this reducer built; None with ``sink=``."""
+        return self._owned
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Acknowledged delivery: wait until every measurement is acknowledged (False on
+        timeout). PUSH or a sink: nothing to wait for, True."""
+        if isinstance(self._owned, MeasurementSender):
+            return self._owned.flush(timeout_s)
+        return True
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Close the socket built here; acknowledged: after waiting up to ``timeout_s`` for the
+        last acknowledgements (what is still unacknowledged is logged). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if isinstance(self._owned, MeasurementSender):
+            self._owned.close(timeout_s)
+        elif self._owned is not None:
+            self._owned.close()
 
 
 class ScalarReducer(Reducer):
