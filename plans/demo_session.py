@@ -98,7 +98,8 @@ class DemoSession:
 
     def map_with_agent(self, bl) -> tuple[RunRecord, list]:
         client = AgentClient(self.addresses["request"], timeout_s=10.0)
-        reducer = ScalarReducer(positions=POSITIONS, address=self.addresses["measurement"])
+        # acknowledged delivery to the request address: exactly once, even across agent kills
+        reducer = ScalarReducer(positions=POSITIONS, request_address=self.addresses["request"])
         received: list = []  # the same reduction as the agent's, kept for the posterior
         mirror = ScalarReducer(positions=POSITIONS, sink=received.append)
         plan = gp_scan([bl.scaler], bl.sample_stage.x, BOUNDS, bl.sample_stage.y, BOUNDS,

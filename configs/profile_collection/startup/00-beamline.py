@@ -36,10 +36,15 @@ from plans.gp_scan import gp_scan  # noqa: F401
 # The beamline: the YAML with the ``beamline:`` section (record names, limits, units).
 BEAMLINE_CONFIG = os.environ.get("BEAMAGENT_BEAMLINE_CONFIG", str(DEFAULT_BEAMLINE))
 # The agent service (`beamagent agent --config configs/agent.yaml`): its request address
-# (ROUTER: ask, config, release) and its measurement address (PULL, for the reducer).
+# (ROUTER: ask, config, release; the reducer's acknowledged measurements too) and its
+# measurement address (PULL, used only if the reducer is switched to PUSH below).
 AGENT_ADDRESS = os.environ.get("BEAMAGENT_AGENT_ADDRESS", "tcp://127.0.0.1:5580")
 AGENT_MEASUREMENT_ADDRESS = os.environ.get("BEAMAGENT_AGENT_MEASUREMENT_ADDRESS",
                                            "tcp://127.0.0.1:5581")
+# How the reducer delivers: "acknowledged" (resent until the agent acknowledges: exactly once
+# across agent restarts) or "push" (fire-and-forget to the measurement address, for
+# high-rate data; an agent kill loses what is in flight).
+REDUCER_DELIVERY = os.environ.get("BEAMAGENT_REDUCER_DELIVERY", "acknowledged")
 AGENT_TIMEOUT_S = 10.0  # s, per request to the agent
 # Where every run's documents go, one JSON-lines file per run named by the start uid's first
 # part (bluesky's JSONLinesWriter); unset: nowhere.
@@ -61,7 +66,10 @@ ring_current, shutter = bl.ring_current, bl.shutter
 
 agent = AgentDevice(AGENT_ADDRESS, timeout_s=AGENT_TIMEOUT_S, name="agent")
 # det / i0 with counting variances, placed at the sample stage's readbacks (configs/agent.yaml)
+if REDUCER_DELIVERY not in ("acknowledged", "push"):
+    raise ValueError(f"BEAMAGENT_REDUCER_DELIVERY={REDUCER_DELIVERY!r}: 'acknowledged' or 'push'")
+_delivery = ({"request_address": AGENT_ADDRESS} if REDUCER_DELIVERY == "acknowledged"
+            else {"address": AGENT_MEASUREMENT_ADDRESS})
 det_norm = ScalarReducer(value_name="det_norm", detector="det", monitor="i0",
-                         positions={"x": "sample_x", "y": "sample_y"},
-                         address=AGENT_MEASUREMENT_ADDRESS)
+                         positions={"x": "sample_x", "y": "sample_y"}, **_delivery)
 
