@@ -16,20 +16,53 @@ import sys
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads BLAS (FIELD_NOTES)
 
+import yaml  # noqa: E402
+
 from agent.signals import StopFlag  # noqa: E402
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="agent YAML (engine: and service:)")
+    parser.add_argument("--config", required=True, metavar="YAML",
+                        help="agent YAML: engine: (the model and its problem) and service: "
+                        "(addresses, checkpoints, CURVE), e.g. configs/agent.yaml")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--host", default=None, help="bind address (default from config: "
-                       "127.0.0.1)")
-    where.add_argument("--bind-all", action="store_true", help="bind 0.0.0.0 (all interfaces)")
-    parser.add_argument("--request-port", type=int, default=None)
-    parser.add_argument("--measurement-port", type=int, default=None)
-    parser.add_argument("--status-port", type=int, default=None)
-    parser.add_argument("--checkpoint-dir", default=None, help="overrides service.checkpoint_dir")
-    parser.add_argument("--log-level", default="INFO")
+    where.add_argument("--host", default=None, help="bind address; beyond loopback only with "
+                       "CURVE keys (default: service.host, 127.0.0.1)")
+    where.add_argument("--bind-all", action="store_true",
+                       help="bind 0.0.0.0, all interfaces (needs CURVE keys)")
+    parser.add_argument("--request-port", type=int, default=None, metavar="PORT",
+                        help="ROUTER socket for ask/tell/status requests (AgentClient) "
+                        "(default: service.request_port, 5580)")
+    parser.add_argument("--measurement-port", type=int, default=None, metavar="PORT",
+                        help="PULL socket for reduced measurements (reducers) "
+                        "(default: service.measurement_port, 5581)")
+    parser.add_argument("--status-port", type=int, default=None, metavar="PORT",
+                        help="PUB socket of periodic status messages "
+                        "(default: service.status_port, 5582)")
+    parser.add_argument("--checkpoint-dir", default=None, metavar="DIR",
+                        help="measurement log and session table (default: "
+                        "service.checkpoint_dir)")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging level")
+
+
+def config_error_line(path: str, exc: BaseException) -> str:
+    """One line for an agent YAML that is missing, not YAML, or invalid."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        errors = exc.errors()
+        what = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'top level'}: {e['msg']}"
+                         for e in errors[:3])
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        return f"{path}: invalid config: {what}{more}"
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return (f"{path}: not valid YAML at line {mark.line + 1}, column {mark.column + 1}: "
+                f"{exc.problem}")
+    if isinstance(exc, OSError):
+        return f"{path}: {exc.strerror or exc}"
+    return f"{path}: {' '.join(str(exc).split())}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +74,11 @@ def run(args: argparse.Namespace) -> int:
     from agent.service import AgentService
     from agent.service_config import load_agent_config
 
-    config = load_agent_config(args.config)
+    try:
+        config = load_agent_config(args.config)
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # ValidationError is a ValueError
+        print(f"beamagent agent: {config_error_line(args.config, exc)}", file=sys.stderr)
+        return 2
     overrides = {k: v for k, v in {
         "host": "0.0.0.0" if args.bind_all else args.host,
         "request_port": args.request_port, "measurement_port": args.measurement_port,

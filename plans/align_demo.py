@@ -36,21 +36,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="beamline.yaml",
                         help="shipped beamline YAML (beamline.yaml, beamline_optics_hard.yaml) "
                         "or a path (default: %(default)s)")
-    parser.add_argument("--misalign", type=float, default=0.2,
-                        help="start-up misalignment, fraction of each range (default 0.2)")
-    parser.add_argument("--evaluations", type=int, default=100,
-                        help="camera frames per method (default 100)")
+    parser.add_argument("--misalign", type=float, default=0.2, metavar="FRACTION",
+                        help="start-up misalignment, fraction of each range")
+    parser.add_argument("--evaluations", type=int, default=100, metavar="N",
+                        help="camera frames per method (at least 10)")
     parser.add_argument("--methods", nargs="+", choices=METHODS,
                         default=["bo", "sequential", "nelder_mead"],
                         help="methods to run, each from the same start (default: bo "
                         "sequential nelder_mead)")
     parser.add_argument("--seed", type=int, default=0, help="misalignment and noise seed")
     parser.add_argument("--output", type=Path, default=Path("beamagent-output/align-demo"),
-                        help="folder for documents, figure and summary")
+                        metavar="DIR", help="folder for documents, figure and summary")
 
 
 def write_beamline_yaml(args: argparse.Namespace, out: Path) -> Path:
+    from configs.schema import load_beamline_config
+
     source = Path(args.config) if Path(args.config).is_file() else config_path(args.config)
+    load_beamline_config(source)  # a missing or invalid beamline: section stops here
     data = yaml.safe_load(source.read_text())
     sim = data.setdefault("simulation", {})
     sim["seed"] = args.seed
@@ -72,8 +75,10 @@ def run(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
     try:
         beamline_yaml = write_beamline_yaml(args, out)
-    except (OSError, yaml.YAMLError) as exc:
-        print(f"beamagent align-demo: {exc}", file=sys.stderr)
+    except (OSError, ValueError, KeyError, yaml.YAMLError) as exc:
+        from plans.cli import config_error_line
+
+        print(f"beamagent align-demo: {config_error_line(args.config, exc)}", file=sys.stderr)
         return 2
     port = free_port_pair()
     print(f"beamagent align-demo: {args.config}, misaligned by up to {args.misalign:.0%} of "

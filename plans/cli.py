@@ -1,4 +1,4 @@
-"""The ``beamagent`` console script: ``beamagent sim|agent|demo|align-demo ...``.
+"""The ``beamagent`` console script: ``beamagent sim|agent|keys|demo|align-demo|export ...``.
 
 Each subcommand lives in its own package and is imported only when chosen, so
 ``beamagent agent`` never imports the simulator.
@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
+from pathlib import Path
 
 # subcommand -> (module, help). The module provides add_arguments(parser) and run(args) -> int.
 SUBCOMMANDS = {
@@ -17,19 +19,68 @@ SUBCOMMANDS = {
     "keys": ("agent.keys_cli", "generate CURVE keys for the agent service and its clients"),
     "demo": ("plans.demo", "run an autonomous 2-D map end to end on the simulator"),
     "align-demo": ("plans.align_demo", "align the simulated optics end to end, with baselines"),
+    "export": ("plans.export_cli", "write a run's documents (JSON lines) as a NeXus file"),
 }
+DESCRIPTION = ("Autonomous experiment control for beamlines: a simulated beamline, the GP "
+               "decision engine service, end-to-end demos and the NeXus export.")
+EPILOG = "'beamagent COMMAND --help' describes a command and its options."
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written; each option's default appended unless its help names it
+    (no default shown for flags and options without one)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or action.required or not action.option_strings
+                or action.default in (None, False, argparse.SUPPRESS)):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def plain(text: str) -> str:
+    """reStructuredText markup out of a docstring: ``code`` and :role:`name` as plain text."""
+    text = re.sub(r":\w+:`~?([^`]+)`", r"\1", text)
+    return text.replace("``", "'")
+
+
+def config_error_line(path: str | Path, exc: BaseException) -> str:
+    """One line for a config file that is missing, not YAML, or invalid (no traceback)."""
+    from pydantic import ValidationError
+    from yaml import MarkedYAMLError
+
+    if isinstance(exc.__cause__, ValidationError | MarkedYAMLError | OSError):
+        exc = exc.__cause__
+    if isinstance(exc, ValidationError):
+        errors = exc.errors()
+        what = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'top level'}: {e['msg']}"
+                         for e in errors[:3])
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        return f"{path}: invalid config: {what}{more}"
+    if isinstance(exc, MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return (f"{path}: not valid YAML at line {mark.line + 1}, column {mark.column + 1}: "
+                f"{exc.problem}")
+    if isinstance(exc, OSError):
+        return f"{path}: {exc.strerror or exc}"
+    text = " ".join(str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc).split())
+    return text if text.startswith(str(path)) else f"{path}: {text}"
 
 
 def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, object | None]:
-    parser = argparse.ArgumentParser(prog="beamagent", description=__doc__.splitlines()[0])
-    subparsers = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="beamagent", description=DESCRIPTION,
+                                     epilog=EPILOG, formatter_class=HelpFormatter)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = next((a for a in argv if not a.startswith("-")), None)
     module = None
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        sub = subparsers.add_parser(name, help=help_text)
-        if name == chosen:
-            module = importlib.import_module(module_name)
-            module.add_arguments(sub)
+        if name != chosen:
+            subparsers.add_parser(name, help=help_text)
+            continue
+        module = importlib.import_module(module_name)
+        sub = subparsers.add_parser(name, help=help_text, formatter_class=HelpFormatter,
+                                    description=plain(module.__doc__ or help_text))
+        module.add_arguments(sub)
     return parser, module
 
 

@@ -32,20 +32,27 @@ PLAN_OVERHEAD_S = 0.04  # bluesky scan overhead per point, ophyd-async (bench_sc
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample", choices=SAMPLES, default="particles",
-                        help="hidden sample to map (default: particles)")
-    parser.add_argument("--points", type=int, default=150,
-                        help="point budget of the autonomous map (default: 150)")
+                        help="hidden sample to map")
+    parser.add_argument("--points", type=int, default=150, metavar="N",
+                        help="point budget of the autonomous map (at least 10)")
     parser.add_argument("--output", type=Path, default=Path("beamagent-output/demo"),
-                        help="folder for documents, figure and summary")
-    parser.add_argument("--exposure-s", type=float, default=0.05, help="count time per point, s")
-    parser.add_argument("--velocity-mm-s", type=float, default=20.0,
-                        help="sample stage VELO, mm/s (default: 20)")
+                        metavar="DIR", help="folder for documents, figure and summary")
+    parser.add_argument("--exposure-s", type=float, default=0.05, metavar="S",
+                        help="count time per point, s")
+    parser.add_argument("--velocity-mm-s", type=float, default=20.0, metavar="MM_S",
+                        help="sample stage VELO, mm/s")
     parser.add_argument("--seed", type=int, default=0, help="sample geometry and noise seed")
+    parser.add_argument("--beamline-config", type=Path, default=DEFAULT_BEAMLINE,
+                        metavar="YAML", help="beamline YAML the simulator and devices start "
+                        "from (the options above override its sample and velocities)")
+    parser.add_argument("--agent-config", type=Path, default=DEFAULT_AGENT, metavar="YAML",
+                        help="agent YAML the service starts from (--points and the velocity "
+                        "override its stop and travel settings)")
 
 
 def write_configs(args: argparse.Namespace, out: Path) -> tuple[Path, Path]:
     """The demo's beamline and agent YAMLs, derived from configs/ with the chosen options."""
-    beamline = yaml.safe_load(DEFAULT_BEAMLINE.read_text())
+    beamline = yaml.safe_load(args.beamline_config.read_text())
     stage = [m for element in beamline["beamline"]["elements"] for m in element.get("motors", ())
              if m["name"] in ("sample_x", "sample_y")]
     for motor in stage:
@@ -53,7 +60,7 @@ def write_configs(args: argparse.Namespace, out: Path) -> tuple[Path, Path]:
     accl = max(m.get("acceleration_s", MotorConfig.model_fields["acceleration_s"].default)
                for m in stage)
     beamline.setdefault("simulation", {}).update(sample=args.sample, seed=args.seed)
-    agent = yaml.safe_load(DEFAULT_AGENT.read_text())
+    agent = yaml.safe_load(args.agent_config.read_text())
     for coordinate in agent["engine"]["coordinates"]:
         coordinate["velocity"] = args.velocity_mm_s
     agent["engine"]["stop"] = {"max_points": args.points}
@@ -63,6 +70,21 @@ def write_configs(args: argparse.Namespace, out: Path) -> tuple[Path, Path]:
     for path, data in zip(paths, (beamline, agent), strict=True):
         path.write_text(yaml.safe_dump(data, sort_keys=False))
     return paths
+
+
+def check_configs(args: argparse.Namespace) -> str | None:
+    """One line naming a config file that is missing or invalid, or None if both load."""
+    from agent.service_config import load_agent_config
+    from configs.schema import load_beamline_config
+    from plans.cli import config_error_line
+
+    for path, load in ((args.beamline_config, load_beamline_config),
+                       (args.agent_config, load_agent_config)):
+        try:
+            load(path)
+        except (OSError, ValueError, KeyError, yaml.YAMLError) as exc:
+            return config_error_line(path, exc)
+    return None
 
 
 def prepare_output(out: Path) -> None:
@@ -81,6 +103,10 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop_like_ctrl_c)  # `kill` stops the demo as Ctrl-C does
     if args.points < 10:
         print(f"--points {args.points}: need at least 10 for a map", file=sys.stderr)
+        return 2
+    refused = check_configs(args)
+    if refused:
+        print(f"beamagent demo: {refused}", file=sys.stderr)
         return 2
     out = args.output.resolve()
     prepare_output(out)

@@ -4,26 +4,52 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
 
 from configs import DEFAULT_BEAMLINE
 from sim.errors import SimError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=str(DEFAULT_BEAMLINE),
-                        help="beamline YAML (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=5064, help="CA server port (default 5064)")
+    parser.add_argument("--config", default=str(DEFAULT_BEAMLINE), metavar="YAML",
+                        help="beamline YAML (beamline: and simulation: sections)")
+    parser.add_argument("--port", type=int, default=5064,
+                        help="Channel Access server port (clients: EPICS_CA_ADDR_LIST="
+                        "127.0.0.1:PORT)")
     parser.add_argument("--interface", default="127.0.0.1",
-                        help="interface to serve on (default 127.0.0.1; wider must be explicit)")
-    parser.add_argument("--seed", type=int, default=None, help="override simulation.seed")
+                        help="interface to serve on (wider than loopback must be explicit)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="overrides simulation.seed (default: from the config)")
     parser.add_argument("--misalign", type=float, default=None, metavar="FRACTION",
-                        help="override simulation.optics.misalignment_fraction (0 to 0.5)")
+                        help="overrides simulation.optics.misalignment_fraction, 0 to 0.5 "
+                        "(default: from the config)")
     parser.add_argument("--autosave", default=None, metavar="PATH",
                         help="restore motor positions/settings and the scaler's TP from PATH "
                              "at start, save them there periodically and on shutdown "
                              "(overrides simulation.autosave.path; default: off)")
     parser.add_argument("--list", action="store_true",
                         help="print 'record type' lines, like dbl, and exit")
+
+
+def config_error_line(path: str | Path, exc: BaseException) -> str:
+    """One line for a beamline YAML that is missing, not YAML, or invalid."""
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    if isinstance(cause, ValidationError):
+        errors = cause.errors()
+        what = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'top level'}: {e['msg']}"
+                         for e in errors[:3])
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        return f"{path}: invalid config: {what}{more}"
+    if isinstance(cause, yaml.MarkedYAMLError) and cause.problem_mark is not None:
+        mark = cause.problem_mark
+        return (f"{path}: not valid YAML at line {mark.line + 1}, column {mark.column + 1}: "
+                f"{cause.problem}")
+    if isinstance(cause, OSError):
+        return f"{path}: {cause.strerror or cause}"
+    return " ".join(str(exc).split())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config, seed=args.seed, misalignment=args.misalign,
                              autosave=args.autosave)
         beamline = SimBeamline(config)
-    except SimError as exc:
-        print(f"beamagent sim: {exc}", file=sys.stderr)
+    except (SimError, yaml.YAMLError) as exc:
+        print(f"beamagent sim: {config_error_line(args.config, exc)}", file=sys.stderr)
         return 2
     if args.list:
         for name, rtype in beamline.records():
