@@ -29,7 +29,7 @@ import zmq.asyncio
 
 from agent import curve
 from agent.errors import AgentRequestError, AgentTimeoutError
-from agent.messages import Measurement, Proposal
+from agent.messages import Measurement, PosteriorGrid, Proposal, SessionStarted
 from agent.protocol import decode_reply
 
 DEFAULT_REQUEST_ADDRESS = "tcp://127.0.0.1:5580"
@@ -87,6 +87,27 @@ class AgentClient:
         """The engine config as a JSON-able dict (for a plan's start document)."""
         return (await self._request({"type": "config"}))["config"]
 
+    async def start_session(self, uid: str, problem: dict[str, Any],
+                            continue_session: str | None = None) -> SessionStarted:
+        """Start the run session ``uid`` (the run's uid) for ``problem`` (``coordinates``,
+        ``value``: ``agent.problem.Problem``), or continue the earlier session
+        ``continue_session`` with run ``uid``. This client's asks and releases then go to
+        that session. Raises AgentRequestError with the reason (e.g. a problem unlike the
+        continued session's, naming the field and both values)."""
+        reply = await self._request({"type": "start_session", "uid": uid, "problem": problem,
+                                     "continue_session": continue_session})
+        return SessionStarted.model_validate(reply["started"])
+
+    async def posterior(self, shape: tuple[int, ...] = (50, 50), uid: str | None = None,
+                        coordinates: list[str] | None = None,
+                        at: dict[str, float] | None = None) -> PosteriorGrid:
+        """Posterior mean and std of run session ``uid`` (default: this client's) on a grid
+        of ``shape`` (one or two axes, at most 100 points each). Raises AgentRequestError
+        before the session has a model (``code`` "no_model")."""
+        reply = await self._request({"type": "posterior", "uid": uid, "shape": list(shape),
+                                     "coordinates": coordinates, "at": at})
+        return PosteriorGrid.model_validate(reply["grid"])
+
     async def _request(self, body: dict[str, Any]) -> dict[str, Any]:
         if self._lock is None:
             self._lock = asyncio.Lock()
@@ -100,7 +121,9 @@ class AgentClient:
                     f"request within {self.timeout_s} s"
                 ) from None
         if reply["type"] == "error":
-            raise AgentRequestError(f"agent service at {self.address}: {reply.get('error')}")
+            error = AgentRequestError(f"agent service at {self.address}: {reply.get('error')}")
+            error.code = reply.get("code")  # e.g. "no_model", "problem_mismatch", "quota"
+            raise error
         return reply
 
     async def _in_session(self, body: dict[str, Any]) -> dict[str, Any]:

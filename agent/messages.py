@@ -11,6 +11,7 @@ MessageError saying so, never a RecursionError (JSON's decoder and ``repr`` recu
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Annotated, Literal
 
@@ -162,3 +163,55 @@ class Proposal(_Message):
     n_measurements: int = Field(ge=0, description="measurements the decision was based on")
     decision_time_s: FiniteFloat = Field(ge=0)
     stop_reason: str | None = Field(default=None, description="set when phase is 'done'")
+
+
+SessionUid = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$",
+                                  description="a run session's uid (the uid of the run that "
+                                              "started it)")]
+MAX_GRID_SIDE = 100  # points per axis of a posterior grid (so at most 100 x 100)
+
+
+class SessionStarted(_Message):
+    """The reply to ``start_session``: which session the client now uses, and how."""
+
+    uid: SessionUid = Field(description="the session's uid (its first run's uid)")
+    run_uid: SessionUid = Field(description="the run that started or continued it")
+    continued: bool = Field(description="True if the run continues an earlier session")
+    runs: list[SessionUid] = Field(description="runs of the session, oldest first")
+    n_measurements: int = Field(ge=0, description="measurements the session already holds")
+    config: dict = Field(description="the session's engine config (model settings + problem)")
+
+
+class PosteriorGrid(_Message):
+    """Posterior mean and standard deviation of a session on a regular grid.
+
+    ``axes[k]`` are the grid positions along ``coordinates[k]`` (engineering units); ``mean``
+    and ``std`` are flat, C order, of shape ``[len(a) for a in axes]``: with two axes
+    ``mean[i * len(axes[1]) + j]`` is at ``(axes[0][i], axes[1][j])``. Other coordinates sit
+    at ``at``.
+    """
+
+    uid: SessionUid
+    coordinates: list[Name] = Field(min_length=1, max_length=2)
+    units: list[str]
+    axes: list[list[FiniteFloat]] = Field(min_length=1, max_length=2)
+    at: dict[Name, FiniteFloat] = Field(default_factory=dict)
+    mean: list[FiniteFloat] = Field(max_length=MAX_GRID_SIDE ** 2)
+    std: list[Annotated[FiniteFloat, Field(ge=0)]] = Field(max_length=MAX_GRID_SIDE ** 2)
+    value: Name
+    n_measurements: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _shaped(self) -> PosteriorGrid:
+        size = math.prod(len(a) for a in self.axes)
+        if len(self.axes) != len(self.coordinates) or len(self.units) != len(self.coordinates):
+            raise ValueError(f"{len(self.coordinates)} coordinates but {len(self.axes)} axes "
+                             f"and {len(self.units)} units")
+        if len(self.mean) != size or len(self.std) != size:
+            raise ValueError(f"mean has {len(self.mean)} and std {len(self.std)} values; the "
+                             f"grid {[len(a) for a in self.axes]} has {size}")
+        return self
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(a) for a in self.axes)

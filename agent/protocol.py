@@ -9,15 +9,26 @@ Requests (one JSON object per message, ``schema_version`` 1):
 - ``{"type": "release", "points": [{"x": 0.5}], "request_id": 11}``: proposals that will
   never be measured (a run aborted between ask and measurement) stop being pending
 - ``{"type": "open", "session": "3f9c...", "request_id": 1}``: open a session (idempotent)
+- ``{"type": "start_session", "session": "3f9c...", "uid": RUN_UID, "problem":
+  {"coordinates": [{"name": "x", "low": -10, "high": 10, "units": "mm", "velocity": 5}],
+  "value": "det_norm"}, "continue_session": null}``: start the *run session* ``uid`` (one
+  engine, its own measurements) for the run's problem, or continue the earlier run session
+  ``continue_session`` with this run; the client session is bound to it from then on (its
+  asks and releases go there; measurements go to the run session of their ``run_uid``).
+  Reply ``session`` with ``started`` (``agent.messages.SessionStarted``)
+- ``{"type": "posterior", "uid": null, "shape": [50, 50], "coordinates": null, "at": null}``:
+  posterior mean and std of a run session (default: the one the client session is bound to)
+  on a grid of at most MAX_GRID_SIDE points per axis, one or two axes. Reply ``posterior``
+  with ``grid`` (``agent.messages.PosteriorGrid``, flat JSON lists)
 
 Any request may carry ``"session": TOKEN`` (16 to 128 characters of ``[A-Za-z0-9_-]``),
 naming a session opened before; one that was not opened is refused (``agent.sessions``
 explains sessions, the per-session quota and why asks resent with the same request id are
 answered with the same proposal). A request naming none belongs to the anonymous session.
 
-Replies echo ``request_id`` and carry ``type`` "proposal", "ok", "status", "config" or
-"error" (with ``error``: a reason naming the field and the value; and ``code`` where a client
-may act on it: ``session_not_opened``, ``session_required``, ``quota``, ``sessions_full``).
+Replies echo ``request_id`` and carry ``type`` "proposal", "ok", "status", "config",
+"session", "posterior" or "error" (with ``error``: a reason naming the field and the value; and ``code`` where a client
+may act on it: ``session_not_opened``, ``session_required``, ``quota``, ``sessions_full``, ``no_run_session``, ``problem_mismatch``).
 Never pickle.
 
 A request longer than ``max_bytes`` (``agent.messages.MAX_MESSAGE_BYTES`` by default) or
@@ -33,12 +44,15 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from agent.errors import MessageError
+from agent.problem import Problem
 from agent.messages import (
+    MAX_GRID_SIDE,
     MAX_MESSAGE_BYTES,
     SCHEMA_VERSION,
     FiniteFloat,
     Measurement,
     Name,
+    SessionUid,
     nested_too_deep,
     too_deep,
     too_long,
@@ -92,8 +106,41 @@ class ReleaseRequest(_Request):
     points: list[dict[Name, FiniteFloat]] = Field(max_length=MAX_BATCH)
 
 
+class StartSessionRequest(_Request):
+    """Start the run session ``uid`` for ``problem``, or continue ``continue_session`` (an
+    earlier run session's uid) with the run ``uid``; binds the client session to it."""
+
+    type: Literal["start_session"]
+    session: SessionToken
+    uid: SessionUid = Field(description="the run's uid (its start document's)")
+    problem: Problem
+    continue_session: SessionUid | None = Field(
+        default=None, description="uid of an earlier run session to continue; None starts a "
+                                  "new one: no other session's data is used")
+
+
+GridSide = Annotated[int, Field(ge=2, le=MAX_GRID_SIDE)]
+
+
+class PosteriorRequest(_Request):
+    """Posterior mean and std on a regular grid over one or two coordinates."""
+
+    type: Literal["posterior"]
+    uid: SessionUid | None = Field(
+        default=None, description="run session; None: the one this client session is bound "
+                                  "to, else the default problem's")
+    shape: list[GridSide] = Field(min_length=1, max_length=2,
+                                  description=f"points per axis, 2 to {MAX_GRID_SIDE}")
+    coordinates: list[Name] | None = Field(
+        default=None, min_length=1, max_length=2,
+        description="coordinates along the axes; None: the first len(shape)")
+    at: dict[Name, FiniteFloat] | None = Field(
+        default=None, description="positions of the other coordinates; None: mid-range")
+
+
 Request = Annotated[
-    AskRequest | TellRequest | StatusRequest | ConfigRequest | ReleaseRequest | OpenRequest,
+    AskRequest | TellRequest | StatusRequest | ConfigRequest | ReleaseRequest | OpenRequest
+    | StartSessionRequest | PosteriorRequest,
     Field(discriminator="type"),
 ]
 _REQUEST = TypeAdapter(Request)

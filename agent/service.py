@@ -25,6 +25,14 @@ with the same request id gets the proposal already given. The session table (pen
 by session, the last proposal id) is written to the checkpoint directory before each reply
 that changes it, so after a kill, SIGKILL included, a restart continues the proposal ids and
 keeps unmeasured proposals pending: a point is never proposed while pending or measured.
+
+Each run (or sample) is a *run session* with an engine of its own (``agent.run_sessions``):
+a plan sends ``start_session`` with its run's uid and problem (bounds, units, velocities,
+value), the engine is built from the config's model settings plus that problem
+(``agent.problem``), and the client session is bound to it. A run never uses another
+session's measurements unless it names the session to continue. Clients that start no
+session use the default run session: the config's own coordinates, as before. ``posterior``
+answers a session's posterior mean and std on a coarse grid (computed on the worker).
 With ``curve`` configured every socket is a CURVE server and only clients whose public key
 is authorized can connect (``agent.curve``); without it the service binds loopback only.
 """
@@ -48,12 +56,16 @@ from agent import curve
 from agent.config import EngineConfig
 from agent.engine import Engine
 from agent.errors import AgentError, MessageError
-from agent.messages import HARD_MAX_MESSAGE_BYTES, Measurement, decode_measurement
+from agent.messages import HARD_MAX_MESSAGE_BYTES, Measurement, SessionStarted, decode_measurement
+from agent.posterior_grid import posterior_grid
+from agent.problem import ModelSettings, as_model_settings
 from agent.protocol import (
     AskRequest,
     ConfigRequest,
     OpenRequest,
+    PosteriorRequest,
     ReleaseRequest,
+    StartSessionRequest,
     StatusRequest,
     TellRequest,
     encode_reply,
@@ -61,7 +73,8 @@ from agent.protocol import (
     request_id_of,
 )
 from agent.service_config import ServiceConfig, is_loopback
-from agent.sessions import ANONYMOUS, STATE_NAME, Session, SessionError, SessionTable
+from agent.run_sessions import RunSession, RunSessionRegistry
+from agent.sessions import ANONYMOUS, Session, SessionError, SessionTable
 from agent.wal import MeasurementLog
 
 logger = logging.getLogger(__name__)
@@ -111,15 +124,19 @@ class RejectionLog:
 
 
 class AgentService:
-    """Serve one Engine. ``bind()`` then ``run(stop_event)`` on the thread that bound."""
+    """Serve the engines of the run sessions. ``bind()`` then ``run(stop_event)`` on the
+    thread that bound.
 
-    def __init__(self, engine_config: EngineConfig, config: ServiceConfig | None = None):
-        self.engine_config = engine_config
+    ``engine_config``: the ``engine:`` section, an EngineConfig (a default problem) or
+    ModelSettings (``agent.problem``; model settings alone if it names no coordinates)."""
+
+    def __init__(self, engine_config: EngineConfig | ModelSettings,
+                 config: ServiceConfig | None = None):
+        self.settings = as_model_settings(engine_config)
         self.config = config or ServiceConfig()
         self._log = MeasurementLog(self.config.checkpoint_dir, self.config.fsync) \
             if self.config.checkpoint_dir else None
-        self.engine = self._recover()
-        self.sessions = self._restore_sessions()
+        self.runs = self._recover()
         self.counters = {"received": 0, "accepted": 0, "rejected": 0, "duplicates": 0,
                          "requests": 0, "proposals": 0, "rejected_requests": 0,
                          "rejected_measurements": 0, "internal_errors": 0, "resent_asks": 0}
@@ -133,47 +150,37 @@ class AgentService:
         self.addresses: dict[str, str] = {}
 
     # -- recovery -------------------------------------------------------------------------
-    def _recover(self) -> Engine:
-        """A fresh engine, or one rebuilt from the measurement log (hyperparameters retrain in
-        the background). The engine gets no checkpoint_dir: its autosave rewrites the whole
-        state on every tell, O(N) each; the append-only log is O(1) and loses nothing."""
+    def _recover(self) -> RunSessionRegistry:
+        """The run sessions, restored from the checkpoint directory if there is one: each
+        logged measurement back in its session, unmeasured proposals pending again, the
+        proposal ids continued. The default and the current session's engines are built now
+        (hyperparameters retrain in the background), others when first used. Engines get no
+        checkpoint_dir: the append-only log is O(1) per measurement and loses nothing."""
+        c = self.config
         logged = self._log.read() if self._log else []
         self.recovered = len(logged)
-        if not logged:
-            return Engine(self.engine_config)
-        logger.info("recovering %d measurements from %s", len(logged), self._log.path)
-        try:
-            return Engine.from_measurements(self.engine_config, logged)
-        except Exception as exc:  # the config changed since they were logged, or one breaks
-            logger.warning("log does not fit the config (%s); skipping what no longer fits", exc)
-        engine = Engine(self.engine_config)
-        for m in logged:
-            try:
-                engine.tell(m)
-            except Exception as exc:  # logged before modelled: a restart must not fail on one
-                logger.warning("logged measurement %s:%s skipped: %s", m.run_uid, m.seq, exc)
-        return engine
+        if logged:
+            logger.info("recovering %d measurements from %s", len(logged), self._log.path)
+        runs = RunSessionRegistry(
+            self.settings, directory=Path(c.checkpoint_dir) if c.checkpoint_dir else None,
+            max_pending=c.max_pending_per_session, max_sessions=c.max_sessions,
+            require_session=c.require_session, max_loaded=c.max_loaded_sessions, fsync=c.fsync)
+        runs.load(logged)
+        runs.default.load_table()  # client sessions are opened there
+        for session in {runs.default, runs.current_session}:
+            if session.config is not None:
+                _ = session.engine
+        return runs
 
-    def _restore_sessions(self) -> SessionTable:
-        """The session table, restored from the checkpoint directory if there is one: its
-        unmeasured proposals pending again, the proposal ids continued."""
-        c, space = self.config, self.engine.space
-        path = Path(c.checkpoint_dir) / STATE_NAME if c.checkpoint_dir else None
-        table = SessionTable(space.names, space.span, space.low,
-                             max_pending=c.max_pending_per_session, max_sessions=c.max_sessions,
-                             require_session=c.require_session, path=path, fsync=c.fsync)
-        if table.load():
-            held = table.all_pending()
-            try:
-                restored = self.engine.restore_pending(held, table.last_proposal_id)
-            except MessageError as exc:  # the bounds changed since: nothing is restored
-                logger.warning("pending proposals not restored: %s", exc)
-                restored = []
-            table.reconcile(self.engine.pending)
-            logger.info("restored %d sessions: %d proposals pending, %d measured since; "
-                        "proposal ids continue after %d", len(table.sessions) - 1,
-                        len(restored), len(held) - len(restored), table.last_proposal_id)
-        return table
+    @property
+    def engine(self) -> Engine:
+        """The engine of the current run session (the one last started), else the default."""
+        return self.runs.current_session.engine
+
+    @property
+    def sessions(self) -> SessionTable:
+        """The client sessions (tokens) opened on this service."""
+        return self.runs.tokens
 
     # -- sockets --------------------------------------------------------------------------
     def bind(self) -> dict[str, str]:
@@ -259,7 +266,7 @@ class AgentService:
         return f"internal error: {type(exc).__name__}"
 
     def _shutdown(self) -> None:
-        self.engine.close()
+        self.runs.close()
         if self._log:
             self._log.close()
         if self._auth is not None:
@@ -283,18 +290,21 @@ class AgentService:
         if self._log and (measurement.run_uid, measurement.seq) in self._log.keys:
             self.counters["duplicates"] += 1
             return False
-        self.engine.check(measurement)
+        run = self.runs.for_measurement(measurement)  # the session of its run
+        engine = run.engine
+        engine.check(measurement)
         if self._log:
             self._log.append(measurement)
-        self.engine.tell(measurement)
+        engine.tell(measurement)
         self.counters["accepted"] += 1
-        self._reconcile()
+        self._reconcile(run)
         return True
 
-    def _reconcile(self) -> None:
-        """Sessions drop the pending points the engine no longer holds (measured/released)."""
-        if any(s.pending for s in self.sessions.sessions.values()):
-            self.sessions.reconcile(self.engine.pending)
+    def _reconcile(self, run: RunSession) -> None:
+        """Client sessions drop the pending points the engine no longer holds (measured or
+        released)."""
+        if any(s.pending for s in run.table.sessions.values()):
+            run.table.reconcile(run.engine.pending)
 
     def _reject(self, source: str, reason: str) -> None:
         """Count a rejection (per source too), keep its reason for the status, and log it
@@ -329,21 +339,44 @@ class AgentService:
             return encode_reply("ok", rid, session=request.session,
                                 max_pending_per_session=self.config.max_pending_per_session)
         session = self.sessions.get(request.session, request.type)
-        if isinstance(request, AskRequest):
-            return self._queue_ask(envelope, session, request)
+        if isinstance(request, StartSessionRequest):
+            return self._start_session(request)
         if isinstance(request, TellRequest):
             new = self._ingest(request.measurement)
             return encode_reply("ok", rid, accepted=True, duplicate=not new)
         if isinstance(request, StatusRequest):
             return encode_reply("status", rid, status=self.status())
         if isinstance(request, ConfigRequest):
-            return encode_reply("config", rid, config=self._config_dict())
+            return encode_reply("config", rid, config=self.settings.to_jsonable())
+        run = self.runs.for_client(request.session)
+        if isinstance(request, PosteriorRequest):
+            if request.uid is not None:
+                run = self.runs.get(request.uid)
+            self._asks.put(("posterior", envelope, run.engine, run.uid, request))
+            return None
+        if run is not self.runs.default:
+            session = run.table.get(request.session, request.type)
+        if isinstance(request, AskRequest):
+            return self._queue_ask(envelope, run, session, request)
         if isinstance(request, ReleaseRequest):
-            return encode_reply("ok", rid, released=self._release(session, request.points))
+            return encode_reply("ok", rid, released=self._release(run, session, request.points))
         raise MessageError(f"invalid request: type={type(request).__name__} not handled")
 
-    def _queue_ask(self, envelope: list[bytes], session: Session, request: AskRequest
-                   ) -> bytes | None:
+    def _start_session(self, request: StartSessionRequest) -> bytes:
+        """Start (or continue) a run session and bind the client session to it; the
+        registry is written before the reply. Raises SessionError with the reason."""
+        run, continued = self.runs.start(request.session, request.uid, request.problem,
+                                         request.continue_session)
+        logger.info("run %s %s session %s (%d measurements)", request.uid,
+                    "continues" if continued else "starts", run.uid, run.n_measurements())
+        started = SessionStarted(uid=run.uid, run_uid=request.uid, continued=continued,
+                                 runs=run.runs, n_measurements=run.n_measurements(),
+                                 config=run.config.to_jsonable())
+        return encode_reply("session", request.request_id,
+                            started=started.model_dump(mode="json"))
+
+    def _queue_ask(self, envelope: list[bytes], run: RunSession, session: Session,
+                   request: AskRequest) -> bytes | None:
         """Hand an ask to the worker (it answers), unless the session resent it: then the
         proposal already given, or nothing if it is still being computed (that reply comes).
         Raises SessionError if it would exceed the session's quota."""
@@ -357,40 +390,57 @@ class AgentService:
                 self.counters["resent_asks"] += 1
                 return None
         ticket = rid if session.token != ANONYMOUS and rid else -next(self._tickets)
-        self.sessions.reserve(session, ticket, request.n)
-        self._asks.put((envelope, session.token, ticket, request))
+        engine = run.engine  # raises SessionError if there is no problem to ask about
+        run.table.reserve(session, ticket, request.n)
+        self._asks.put(("ask", envelope, engine, run.uid, session.token, ticket, request))
         return None
 
-    def _release(self, session: Session, points: list[dict[str, float]]) -> int:
+    def _release(self, run: RunSession, session: Session, points: list[dict[str, float]]
+                 ) -> int:
         """Release those of ``points`` that ``session`` holds; returns how many were pending.
         Raises MessageError naming the coordinate for a point outside the bounds."""
+        engine = run.engine
         for p in points:
-            self.engine.space.position(p, what="released point")
-        mine = self.sessions.held_by(session, points)
-        released = self.engine.release(mine) if mine else 0
-        self._reconcile()
+            engine.space.position(p, what="released point")
+        mine = run.table.held_by(session, points)
+        released = engine.release(mine) if mine else 0
+        self._reconcile(run)
         return released
-
-    def _config_dict(self) -> dict[str, Any]:
-        to_jsonable = getattr(self.engine_config, "to_jsonable", None)  # callable acquisition
-        return to_jsonable() if to_jsonable else self.engine_config.model_dump(mode="json")
 
     def _ask_worker(self) -> None:
         out = self._ctx.socket(zmq.PUSH)
         out.connect(self._replies_address)
         try:
             while (item := self._asks.get()) is not None:
-                envelope, token, ticket, request = item
-                out.send_multipart(self._propose(request) + [token.encode(), b"%d" % ticket,
-                                                             *envelope])
+                if item[0] == "posterior":
+                    _, envelope, engine, uid, request = item
+                    out.send_multipart([b"posterior", self._posterior(engine, uid, request),
+                                        *envelope])
+                    continue
+                _, envelope, engine, uid, token, ticket, request = item
+                out.send_multipart([b"ask", *self._propose(engine, request), uid.encode(),
+                                    token.encode(), b"%d" % ticket, *envelope])
         finally:
             out.close(linger=0)
 
-    def _propose(self, request: AskRequest) -> list[bytes]:
+    def _posterior(self, engine: Engine, uid: str, request: PosteriorRequest) -> bytes:
+        rid = request.request_id
+        try:
+            grid = posterior_grid(engine, uid, request)
+        except MessageError as exc:
+            return encode_reply("error", rid, error=str(exc))
+        except AgentError as exc:  # no model yet: not bad input
+            return encode_reply("error", rid, error=str(exc), code="no_model")
+        except Exception as exc:
+            logger.exception("posterior failed")
+            return encode_reply("error", rid, error=f"engine failure: {exc!r}")
+        return encode_reply("posterior", rid, grid=grid.model_dump(mode="json"))
+
+    def _propose(self, engine: Engine, request: AskRequest) -> list[bytes]:
         """[outcome, reply]: outcome is b"ok", b"rejected" (bad request) or b"failed"."""
         rid = request.request_id
         try:
-            proposal = self.engine.ask(request.n, current_position=request.current_position)
+            proposal = engine.ask(request.n, current_position=request.current_position)
         except AgentError as exc:
             return [b"rejected", encode_reply("error", rid, error=str(exc))]
         except Exception as exc:  # an engine bug must not kill the worker
@@ -399,14 +449,20 @@ class AgentService:
         return [b"ok", encode_reply("proposal", rid, proposal=json.loads(proposal.to_json()))]
 
     def _forward_reply(self, frames: list[bytes]) -> None:
-        """Record the proposal in its session (written ahead), then send it."""
-        outcome, reply, token, ticket, envelope = (frames[0], frames[1], frames[2].decode(),
-                                                   int(frames[3]), frames[4:])
-        session = self.sessions.sessions.get(token)
+        """Record the proposal in its session (written ahead), then send it. Posterior
+        replies go out as they are."""
+        if frames[0] == b"posterior":
+            self._router.send_multipart([*frames[2:], frames[1]])
+            return
+        outcome, reply, uid, token, ticket, envelope = (
+            frames[1], frames[2], frames[3].decode(), frames[4].decode(), int(frames[5]),
+            frames[6:])
+        table = self.runs.get(uid).table
+        session = table.sessions.get(token)
         if session is None:  # closed meanwhile (table full): the proposal goes to anonymous
-            session = self.sessions.sessions[ANONYMOUS]
+            session = table.sessions[ANONYMOUS]
         proposal = json.loads(reply)["proposal"] if outcome == b"ok" else None
-        self.sessions.record(session, ticket, reply.decode(), proposal)
+        table.record(session, ticket, reply.decode(), proposal)
         if outcome == b"rejected":  # the engine refused the request (e.g. a bad position)
             self._reject("request", json.loads(reply)["error"])
         elif outcome == b"ok":
@@ -417,9 +473,13 @@ class AgentService:
     # -- status ---------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """Engine status plus the service's counters (JSON-able)."""
+        current = self.runs.current_session
+        engine = current.engine.status() if current.config is not None else \
+            {"n_measurements": 0, "n_pending": 0, "training": None}
         return {
-            **self.engine.status(),
+            **engine,
             "n_rejected": self.counters["rejected"],
+            "run_sessions": self.runs.status(),
             "service": {
                 **{f"n_{k}": v for k, v in self.counters.items()},
                 "n_recovered": self.recovered,
@@ -466,14 +526,14 @@ class ServiceHandle:
         self.stop()
 
 
-def serve_in_thread(engine_config: EngineConfig | str | Path,
+def serve_in_thread(engine_config: EngineConfig | ModelSettings | str | Path,
                     service_config: ServiceConfig | None = None) -> ServiceHandle:
     """Start the service on a daemon thread; returns once its sockets are bound.
 
-    ``engine_config`` is an EngineConfig or the path of an agent YAML. Ports default to 0
+    ``engine_config`` is an EngineConfig, ModelSettings or the path of an agent YAML. Ports default to 0
     (free ports, see the handle's addresses).
     """
-    if not isinstance(engine_config, EngineConfig):
+    if isinstance(engine_config, str | Path):
         from agent.service_config import load_agent_config
 
         loaded = load_agent_config(engine_config)
@@ -490,7 +550,7 @@ def serve_in_thread(engine_config: EngineConfig | str | Path,
             service.bind()
         except BaseException as exc:
             failure.append(exc)
-            service.engine.close()
+            service.runs.close()
             service._ctx.destroy(linger=0)
             ready.set()
             return

@@ -1,6 +1,8 @@
 """Configuration of the agent service: the ``service:`` and ``reducers:`` sections of an agent YAML.
 
-The ``engine:`` section is the engine's own (``agent.config.EngineConfig``). Every section is
+The ``engine:`` section holds the engine's model settings (``agent.config.EngineConfig``
+fields); its ``coordinates`` and ``value`` are optional, the default problem
+(``agent.problem.ModelSettings``): plans send their own at the start of each run. Every section is
 validated with pydantic and unknown keys are rejected, so a misspelt key never passes silently.
 """
 
@@ -11,9 +13,18 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, DirectoryPath, Field, FilePath, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    DirectoryPath,
+    Field,
+    FilePath,
+    PlainValidator,
+    model_validator,
+)
 
 from agent.config import EngineConfig
+from agent.problem import ModelSettings, as_model_settings
 from agent.messages import HARD_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES
 
 Port = Annotated[int, Field(ge=0, le=65535, description="TCP port; 0 picks a free one")]
@@ -71,6 +82,10 @@ class ServiceConfig(_Strict):
     max_sessions: int = Field(
         default=64, ge=1, description="open sessions; beyond, the least recently used one "
                                       "holding nothing is closed")
+    max_loaded_sessions: int = Field(
+        default=16, ge=1, description="run sessions whose engine (GP) is kept in memory; "
+                                      "beyond, the least recently used idle one is unloaded "
+                                      "(its measurements stay; rebuilt when used again)")
     require_session: bool = Field(
         default=False, description="refuse ask/tell/release naming no opened session (by "
                                    "default they share one anonymous session and its quota)")
@@ -115,10 +130,18 @@ class ImageReducerConfig(_Strict):
 ReducerConfig = Annotated[ScalarReducerConfig | ImageReducerConfig, Field(discriminator="kind")]
 
 
-class AgentFileConfig(_Strict):
-    """A whole agent YAML: engine, service and reducers."""
+def _engine_section(value: object) -> ModelSettings:
+    if not isinstance(value, ModelSettings | EngineConfig | dict):
+        raise ValueError(f"engine: expected a mapping, got {type(value).__name__}")
+    return as_model_settings(value)
 
-    engine: EngineConfig
+
+class AgentFileConfig(_Strict):
+    """A whole agent YAML: engine (model settings, optionally a default problem), service
+    and reducers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    engine: Annotated[ModelSettings, PlainValidator(_engine_section)]
     service: ServiceConfig = ServiceConfig()
     reducers: list[ReducerConfig] = Field(default_factory=list)
 

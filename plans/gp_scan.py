@@ -28,6 +28,7 @@ from agent.errors import AgentTimeoutError
 from agent.messages import Proposal
 from plans import tasks
 from plans.agent_device import AgentDevice, agent_client
+from plans.agent_session import in_session, motor_velocity, run_problem
 from plans.errors import MoveVerificationError, PlanArgumentError, PlanError
 from plans.preflight import Bounds, check_bounds, check_fields, motor_tolerance
 from plans.provenance import STREAM, ProposalRecorder
@@ -145,8 +146,11 @@ def check_reducer(reducer, coordinates: Sequence[str], motors: Sequence) -> None
 
 
 def start_metadata(detectors, motors, bounds: Sequence[Bounds], args, agent_config: dict,
-                   max_points: int | None, tolerance: float | None, md: dict | None) -> dict:
-    """The start document's plan arguments and agent configuration (provenance)."""
+                   max_points: int | None, tolerance: float | None, md: dict | None,
+                   continue_session: str | None = None) -> dict:
+    """The start document's plan arguments and agent configuration (provenance). A run that
+    continues an agent session names it in ``agent_session`` (otherwise the run's own uid
+    is its session's)."""
     return {
         "plan_name": "gp_scan",
         "plan_args": {
@@ -154,7 +158,9 @@ def start_metadata(detectors, motors, bounds: Sequence[Bounds], args, agent_conf
             "args": [x.name if hasattr(x, "name") else list(x) for x in args],
             "max_points": max_points,
             "tolerance": tolerance,
+            "continue_session": continue_session,
         },
+        **({"agent_session": continue_session} if continue_session else {}),
         "detectors": [d.name for d in detectors],
         "motors": [m.name for m in motors],
         "agent_config": agent_config,
@@ -363,16 +369,17 @@ def measure_points(detectors, motors, tolerances, coordinates: Sequence[str], ag
         raise
 
 
-def run_reporting_reason(plan: MsgGenerator[str | None], md: dict | None = None
-                         ) -> MsgGenerator[str]:
+def run_reporting_reason(plan: MsgGenerator[str | None] | Callable[[str], MsgGenerator],
+                         md: dict | None = None) -> MsgGenerator[str]:
     """``bpp.run_wrapper``, but a run that succeeds gets ``plan``'s return value as the stop
-    document's ``reason`` (bluesky's ``close_run(reason=...)``). Returns the run's uid."""
+    document's ``reason`` (bluesky's ``close_run(reason=...)``). ``plan`` may be a function
+    of the run's uid. Returns the run's uid."""
     uid = yield from bps.open_run(md)
     reason: str | None = None
 
     def body() -> MsgGenerator[None]:
         nonlocal reason
-        reason = yield from plan
+        reason = yield from (plan(uid) if callable(plan) else plan)
 
     def except_plan(e: Exception) -> MsgGenerator[None]:
         if isinstance(e, RunEngineControlException):
@@ -395,6 +402,8 @@ def gp_scan(
     max_points: int | None = None,
     tolerance: float | None = None,
     ask_timeout_s: float = 30.0,
+    value: str | None = None,
+    continue_session: str | None = None,
     md: dict | None = None,
 ) -> MsgGenerator[None]:
     """Autonomous scan: measure where the GP agent says it learns (or gains) the most.
@@ -402,7 +411,9 @@ def gp_scan(
     Each point: ask the agent, move and verify the readbacks, trigger and read. The next
     proposal is computed while the current point is measured. Every proposal is an event of
     the ``proposals`` stream; the start document carries the plan arguments, the agent
-    configuration and the ``extents`` (the bounds) of the map.
+    configuration and the ``extents`` (the bounds) of the map. The run is a session of its
+    own on the agent: no other run's measurements are used unless ``continue_session`` names
+    the session to continue.
 
     Parameters
     ----------
@@ -410,8 +421,10 @@ def gp_scan(
         Detectors triggered and read at each point (queued by name: ``["scaler"]``).
     *args : Movable or (float, float)
         ``motor1, (lo, hi), motor2, (lo, hi), ...``: each motor (queued by name) and its
-        bounds in the motor's engineering units (EGU, e.g. mm). Motors pair in order with
-        the agent's coordinates, whose bounds must be the same.
+        bounds in the motor's engineering units (EGU, e.g. mm). At the start of the run
+        they go to the agent as this run's problem, with each motor's units and velocity
+        (``plans.agent_session``); where the agent config names coordinates they pair with
+        the motors in order and their bounds must be the same.
     agent : AgentDevice
         The agent service (``plans.agent_device.AgentDevice``, named ``agent`` in the shipped
         queueserver profile); a bare ``agent.client.AgentClient`` works too (the
@@ -429,6 +442,13 @@ def gp_scan(
         default each motor's RDBD (1e-3 EGU where a motor has none).
     ask_timeout_s : float, optional
         How long to wait for a proposal before failing, s (default 30).
+    value : str, optional
+        Name of the modelled value; default the reducer's ``value_name`` (else the agent
+        config's ``value``).
+    continue_session : str, optional
+        Uid of an earlier agent session (the uid of the run that started it) to continue:
+        the agent models this run's points with that session's. Default None: a new session
+        with no other run's data.
     md : dict, optional
         Metadata merged into the start document.
 
@@ -457,6 +477,15 @@ def gp_scan(
         raise PlanArgumentError(f"max_points={max_points}: must be >= 1")
     units = yield from check_bounds(motors, bounds)
     agent_config = yield from tasks.run_coroutine(agent.config)
+    if agent_config.get("coordinates"):  # the agent's own problem: the plan's must match
+        check_agent(agent_config, motors, bounds, max_points, units)
+    problem = None
+    if hasattr(agent, "start_session"):  # an agent with run sessions: this run's problem
+        velocities = []
+        for motor in motors:
+            velocities.append((yield from motor_velocity(motor)))
+        problem = run_problem(agent_config, motors, bounds, units, velocities, reducer, value)
+        agent_config = {**agent_config, **problem}  # the config of this run's agent session
     coordinates = check_agent(agent_config, motors, bounds, max_points, units)
     if reducer is not None:
         check_reducer(reducer, coordinates, motors)
@@ -466,10 +495,11 @@ def gp_scan(
         tolerances.append(tolerance if tolerance is not None else
                           (yield from motor_tolerance(motor, DEFAULT_TOLERANCE)))
     _md = start_metadata(detectors, motors, bounds, args, agent_config, max_points, tolerance,
-                         md)
+                         md, continue_session)
     steps = measure_points(detectors, motors, tolerances, coordinates, agent,
                            ProposalRecorder(coordinates, units), max_points, ask_timeout_s,
                            bounds)
+    steps = in_session(agent, problem, continue_session, steps)
     plan = bpp.stage_wrapper(run_reporting_reason(steps, md=_md), [*detectors, *motors])
     if reducer is not None:
         plan = bpp.subs_wrapper(plan, reducer)
