@@ -50,10 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def write_beamline_yaml(args: argparse.Namespace, out: Path) -> Path:
-    from configs.schema import load_beamline_config
-
     source = Path(args.config) if Path(args.config).is_file() else config_path(args.config)
-    load_beamline_config(source)  # a missing or invalid beamline: section stops here
     data = yaml.safe_load(source.read_text())
     sim = data.setdefault("simulation", {})
     sim["seed"] = args.seed
@@ -63,9 +60,26 @@ def write_beamline_yaml(args: argparse.Namespace, out: Path) -> Path:
     return path
 
 
+def check_config(args: argparse.Namespace) -> str | None:
+    """One line naming a missing or invalid beamline config, or None if it loads."""
+    from configs.schema import load_beamline_config
+    from plans.cli import config_error_line
+
+    try:
+        load_beamline_config(Path(args.config) if Path(args.config).is_file()
+                             else config_path(args.config))
+    except (OSError, ValueError, KeyError, yaml.YAMLError) as exc:
+        return config_error_line(args.config, exc)
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     if args.evaluations < 10:
         print(f"--evaluations {args.evaluations}: need at least 10", file=sys.stderr)
+        return 2
+    refused = check_config(args)
+    if refused:
+        print(f"beamagent align-demo: {refused}", file=sys.stderr)
         return 2
     out = args.output.resolve()
     (out / "documents").mkdir(parents=True, exist_ok=True)
@@ -75,10 +89,8 @@ def run(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
     try:
         beamline_yaml = write_beamline_yaml(args, out)
-    except (OSError, ValueError, KeyError, yaml.YAMLError) as exc:
-        from plans.cli import config_error_line
-
-        print(f"beamagent align-demo: {config_error_line(args.config, exc)}", file=sys.stderr)
+    except (OSError, yaml.YAMLError) as exc:
+        print(f"beamagent align-demo: {exc}", file=sys.stderr)
         return 2
     port = free_port_pair()
     print(f"beamagent align-demo: {args.config}, misaligned by up to {args.misalign:.0%} of "
