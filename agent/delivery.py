@@ -4,7 +4,8 @@ A PUSH socket (``agent.reducers.MeasurementPusher``) is fire-and-forget: a measu
 written into the TCP connection of a service that is then killed is gone, and the
 restarted service never learns that the point was measured (it stays pending there while
 the plan has it). ``MeasurementSender`` sends each measurement to the request socket as a
-``tell`` and resends it every ``resend_s`` until the service acknowledges it; the service
+``tell`` and resends it until the service acknowledges it (at once when a later tell is
+answered first, else after ``resend_s`` of silence, one probe at a time); the service
 logs it before acknowledging and ignores a second copy of the same (run_uid, seq). So after
 any kill the plan and the service agree on what was measured. Use it as a reducer's sink::
 
@@ -31,6 +32,7 @@ import queue
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 import zmq
@@ -128,29 +130,36 @@ class MeasurementSender:
             os.close(self._wake_w)
 
     # -- the delivery thread ----------------------------------------------------------------
+    # Resending (the service answers one connection's tells in the order it receives them):
+    # - a reply to a tell means every tell sent before it and still unanswered was lost (in
+    #   a killed service, or its reply dropped): those are resent at once;
+    # - silence for ``resend_s`` with tells unanswered (the service is down, restarting or
+    #   busy): only the oldest is resent, as a probe; its reply then resends the rest.
+    # So a slow service (a GP update per tell at large N) is never flooded with copies, and
+    # a restarted one gets everything as soon as it answers.
     def _run(self) -> None:
         ctx = zmq.Context()
         sock = ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, 0)  # bounded by the window, never blocks
+        sock.setsockopt(zmq.RCVHWM, 0)
         if self._curve is not None:
             curve.secure_client(sock, *self._curve)
         sock.connect(self.address)
-        ids = itertools.count(1)
-        unacked: dict[int, list] = {}  # request id -> [payload, last sent, measurement]
-        open_payload = json.dumps({"type": "open", "session": self.session}).encode()
-        sock.send_multipart([b"", open_payload])
+        state = _Flight(sock, json.dumps({"type": "open", "session": self.session}).encode())
+        sock.send_multipart([b"", state.open_payload])
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
         try:
             while not self._closing.is_set():
-                self._take(sock, ids, unacked)
+                self._take(state)
                 ready = dict(poller.poll(_POLL_MS))
                 if self._wake_r in ready:
                     self._drain_wake()
                 if sock in ready:
-                    self._replies(sock, unacked, open_payload)
-                self._resend(sock, unacked)
+                    self._replies(state)
+                self._probe(state)
         finally:
             sock.close(linger=0)
             ctx.term()
@@ -162,51 +171,92 @@ class MeasurementSender:
         except BlockingIOError:
             pass
 
-    def _take(self, sock: zmq.Socket, ids, unacked: dict) -> None:
-        while len(unacked) < _WINDOW:
+    def _take(self, state: _Flight) -> None:
+        while len(state.unacked) < _WINDOW:
             try:
                 m = self._inbox.get_nowait()
             except queue.Empty:
                 return
-            rid = next(ids)
+            rid = next(state.ids)
             payload = json.dumps({"type": "tell", "measurement": m.model_dump(mode="json"),
                                   "session": self.session, "request_id": rid},
                                  allow_nan=False).encode()
-            unacked[rid] = [payload, time.monotonic(), m]
-            sock.send_multipart([b"", payload])
+            state.unacked[rid] = _Entry(payload, m)
+            state.send(rid)
 
-    def _replies(self, sock: zmq.Socket, unacked: dict, open_payload: bytes) -> None:
+    def _replies(self, state: _Flight) -> None:
         while True:
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                frames = state.sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
+            state.last_heard = time.monotonic()
             try:
                 reply = decode_reply(frames[-1])
             except ValueError:
                 continue
-            entry = unacked.get(reply.get("request_id"))
+            rid = reply.get("request_id")
+            entry = state.unacked.get(rid) if isinstance(rid, int) else None
             if entry is None:  # the open's reply, or a second answer to a resent tell
                 continue
             if reply.get("code") == "session_not_opened":  # the service lost it: open again
-                sock.send_multipart([b"", open_payload])
-                entry[1] = 0.0  # resend at once, after the open
+                state.sock.send_multipart([b"", state.open_payload])
+                state.send(rid)
+                self.n_resent += 1
                 continue
-            del unacked[reply["request_id"]]
+            del state.unacked[rid]
+            self.n_resent += state.resend_before(entry.order)
             if reply["type"] == "error":
                 self.n_refused += 1
-                logger.error("measurement %s/%d refused by %s: %s", entry[2].run_uid,
-                             entry[2].seq, self.address, reply.get("error"))
+                logger.error("measurement %s/%d refused by %s: %s", entry.measurement.run_uid,
+                             entry.measurement.seq, self.address, reply.get("error"))
             else:
                 self.n_acknowledged += 1
             with self._lock:
                 self._unfinished -= 1
                 self._lock.notify_all()
 
-    def _resend(self, sock: zmq.Socket, unacked: dict) -> None:
+    def _probe(self, state: _Flight) -> None:
+        if not state.unacked:
+            return
+        rid, oldest = next(iter(state.unacked.items()))
         now = time.monotonic()
-        for entry in unacked.values():
-            if now - entry[1] >= self.resend_s:
-                sock.send_multipart([b"", entry[0]])
-                entry[1] = now
-                self.n_resent += 1
+        if now - max(state.last_heard, oldest.sent_at) >= self.resend_s:
+            state.send(rid)
+            state.last_heard = now
+            self.n_resent += 1
+
+
+class _Entry:
+    __slots__ = ("payload", "measurement", "order", "sent_at")
+
+    def __init__(self, payload: bytes, measurement: Measurement):
+        self.payload, self.measurement = payload, measurement
+        self.order, self.sent_at = 0, 0.0
+
+
+class _Flight:
+    """The delivery thread's state: unacknowledged tells by request id, oldest send first."""
+
+    def __init__(self, sock: zmq.Socket, open_payload: bytes):
+        self.sock, self.open_payload = sock, open_payload
+        self.ids, self._orders = itertools.count(1), itertools.count(1)
+        self.unacked: OrderedDict[int, _Entry] = OrderedDict()
+        self.last_heard = time.monotonic()
+
+    def send(self, rid: int) -> None:
+        entry = self.unacked[rid]
+        entry.order, entry.sent_at = next(self._orders), time.monotonic()
+        self.unacked.move_to_end(rid)
+        self.sock.send_multipart([b"", entry.payload])
+
+    def resend_before(self, order: int) -> int:
+        """Resend the tells last sent before the one of ``order`` (answered): lost."""
+        n = 0
+        while self.unacked:
+            rid, entry = next(iter(self.unacked.items()))
+            if entry.order > order:
+                break
+            self.send(rid)
+            n += 1
+        return n
