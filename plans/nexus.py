@@ -448,7 +448,11 @@ def export_documents(documents: Iterable[tuple[str, dict]], path: str | Path,
     try:
         with new_file(Path(path)) as f:
             for entry_name, run in zip(names, runs, strict=True):
-                replay(RunWriter(f.create_group(entry_name), signal), run)
+                writer = RunWriter(f.create_group(entry_name), signal)
+                replay(writer, run)
+                if not any(name == "stop" for name, _ in run):  # the run died unfinished
+                    write_field(writer.entry["bluesky"], "exit_status",
+                                "unknown (no stop document)")
     except ExportError:
         Path(path).unlink(missing_ok=True)  # no half-written file left behind
         raise
