@@ -46,7 +46,8 @@ def posterior_grid(engine: Engine, uid: str, request: PosteriorRequest) -> Poste
     space.position({**{n: float(a[0]) for n, a in zip(names, axes, strict=True)}, **at},
                    what="posterior at")  # bounds of ``at``, named
     mean, variance = engine.posterior(points)
-    return PosteriorGrid(uid=uid, coordinates=names, units=[space.units[index[n]] for n in names],
-                         axes=[a.tolist() for a in axes], at=at, mean=np.asarray(mean).tolist(),
-                         std=np.sqrt(np.clip(variance, 0, None)).tolist(),
-                         value=engine.config.value, n_measurements=engine.status()["n_measurements"])
+    return PosteriorGrid(
+        uid=uid, coordinates=names, units=[space.units[index[n]] for n in names],
+        axes=[a.tolist() for a in axes], at=at, mean=np.asarray(mean).tolist(),
+        std=np.sqrt(np.clip(variance, 0, None)).tolist(), value=engine.config.value,
+        n_measurements=engine.status()["n_measurements"])

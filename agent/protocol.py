@@ -27,8 +27,10 @@ explains sessions, the per-session quota and why asks resent with the same reque
 answered with the same proposal). A request naming none belongs to the anonymous session.
 
 Replies echo ``request_id`` and carry ``type`` "proposal", "ok", "status", "config",
-"session", "posterior" or "error" (with ``error``: a reason naming the field and the value; and ``code`` where a client
-may act on it: ``session_not_opened``, ``session_required``, ``quota``, ``sessions_full``, ``no_run_session``, ``problem_mismatch``).
+"session", "posterior" or "error" (with ``error``: a reason naming the field and the
+value; and ``code`` where a client may act on it: ``session_not_opened``,
+``session_required``, ``quota``, ``sessions_full``, ``no_run_session``,
+``problem_mismatch``, ``no_model``).
 Never pickle.
 
 A request longer than ``max_bytes`` (``agent.messages.MAX_MESSAGE_BYTES`` by default) or
@@ -44,7 +46,6 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from agent.errors import MessageError
-from agent.problem import Problem
 from agent.messages import (
     MAX_GRID_SIDE,
     MAX_MESSAGE_BYTES,
@@ -57,6 +58,7 @@ from agent.messages import (
     too_deep,
     too_long,
 )
+from agent.problem import Problem
 
 MAX_BATCH = 100
 SessionToken = Annotated[str, Field(min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]

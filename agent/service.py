@@ -72,8 +72,8 @@ from agent.protocol import (
     parse_request,
     request_id_of,
 )
-from agent.service_config import ServiceConfig, is_loopback
 from agent.run_sessions import RunSession, RunSessionRegistry
+from agent.service_config import ServiceConfig, is_loopback
 from agent.sessions import ANONYMOUS, Session, SessionError, SessionTable
 from agent.wal import MeasurementLog
 
@@ -530,7 +530,8 @@ def serve_in_thread(engine_config: EngineConfig | ModelSettings | str | Path,
                     service_config: ServiceConfig | None = None) -> ServiceHandle:
     """Start the service on a daemon thread; returns once its sockets are bound.
 
-    ``engine_config`` is an EngineConfig, ModelSettings or the path of an agent YAML. Ports default to 0
+    ``engine_config`` is an EngineConfig, ModelSettings or the path of an agent YAML. Ports
+    default to 0
     (free ports, see the handle's addresses).
     """
     if isinstance(engine_config, str | Path):

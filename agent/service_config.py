@@ -24,8 +24,8 @@ from pydantic import (
 )
 
 from agent.config import EngineConfig
-from agent.problem import ModelSettings, as_model_settings
 from agent.messages import HARD_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES
+from agent.problem import ModelSettings, as_model_settings
 
 Port = Annotated[int, Field(ge=0, le=65535, description="TCP port; 0 picks a free one")]
 

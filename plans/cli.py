@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "demo": ("plans.demo", "run an autonomous 2-D map end to end on the simulator"),
     "align-demo": ("plans.align_demo", "align the simulated optics end to end, with baselines"),
     "export": ("plans.export_cli", "write a run's documents (JSON lines) as a NeXus file"),
+    "status": ("agent.status_cli", "print an agent service's status: sessions, points, pending"),
 }
 DESCRIPTION = ("Autonomous experiment control for beamlines: a simulated beamline, the GP "
                "decision engine service, end-to-end demos and the NeXus export.")
