@@ -79,9 +79,10 @@ def write_configs(folder: Path) -> tuple[Path, Path]:
     import yaml
 
     beamline = yaml.safe_load((REPO / "configs/beamline.yaml").read_text())
-    for motor in beamline["beamline"]["motors"]:
-        if motor["name"] in ("sample_x", "sample_y"):
-            motor["velocity"] = VELOCITY
+    for element in beamline["beamline"]["elements"]:
+        for motor in element.get("motors", [element]):
+            if motor.get("name") in ("sample_x", "sample_y"):
+                motor["velocity"] = VELOCITY
     agent = yaml.safe_load((REPO / "configs/agent.yaml").read_text())
     for c in agent["engine"]["coordinates"]:
         c.update(low=-HALF_WIDTH, high=HALF_WIDTH, velocity=VELOCITY)
