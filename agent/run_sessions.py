@@ -246,7 +246,7 @@ class RunSessionRegistry:
         session.last_used = time.monotonic()
         loaded = [s for s in self.sessions.values() if s.loaded and s is not session]
         if len(loaded) >= self.max_loaded:
-            idle = [s for s in loaded if not s.table.all_pending()]
+            idle = [s for s in loaded if not any(c.held for c in s.table.sessions.values())]
             if idle:
                 victim = min(idle, key=lambda s: s.last_used)
                 logger.info("unloading run session %s (%d engines loaded, the limit "

@@ -132,3 +132,44 @@ async def test_runs_keep_their_data_apart_continue_by_uid_and_survive_a_restart(
             await c.posterior((101, 10), uid="run-a")
     finally:
         c.close()
+
+
+async def test_idle_engines_unload_beyond_the_limit_and_rebuild_with_their_data():
+    from agent.problem import ModelSettings
+    from agent.service import serve_in_thread
+    from agent.service_config import ServiceConfig
+
+    config = ServiceConfig(request_port=0, measurement_port=0, status_port=0,
+                           max_loaded_sessions=1)
+    with serve_in_thread(ModelSettings.from_section(MODEL_ONLY), config) as handle:
+        client = AgentClient(handle.request_address, timeout_s=10)
+        try:
+            await client.start_session("run-a", problem())
+            await measure(client, "run-a", 3, offset=0.0)
+            await client.start_session("run-b", problem())
+            await measure(client, "run-b", 1, offset=0.0)
+            sessions = (await client.status())["run_sessions"]["sessions"]
+            assert not sessions["run-a"]["loaded"] and sessions["run-a"]["n_measurements"] == 3
+            again = await client.start_session("run-c", problem(), continue_session="run-a")
+            assert again.n_measurements == 3
+            assert (await client.ask(1)).n_measurements == 3
+        finally:
+            client.close()
+
+
+async def test_a_yaml_with_coordinates_refuses_a_run_with_other_bounds():
+    from agent.config import EngineConfig
+    from agent.service import serve_in_thread
+
+    with serve_in_thread(EngineConfig.model_validate(ENGINE)) as handle:
+        client = AgentClient(handle.request_address, timeout_s=10)
+        try:
+            ok = await client.start_session("run-a", {**problem(), "coordinates": [
+                {**c, "velocity": 1.0} for c in ENGINE["coordinates"]]})
+            assert ok.config["coordinates"][0]["velocity"] == 1.0  # the run's velocity
+            with pytest.raises(AgentRequestError, match="coordinate 'y': low=-5.0 differs "
+                               "from the agent config's low=-10.0") as refused:
+                await client.start_session("run-b", problem())
+            assert refused.value.code == "problem_mismatch"
+        finally:
+            client.close()
