@@ -19,6 +19,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads BLAS (F
 import yaml  # noqa: E402
 
 from agent.signals import StopFlag  # noqa: E402
+from configs.errors import config_error_line  # noqa: E402
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,25 +45,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "service.checkpoint_dir)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging level")
-
-
-def config_error_line(path: str, exc: BaseException) -> str:
-    """One line for an agent YAML that is missing, not YAML, or invalid."""
-    from pydantic import ValidationError
-
-    if isinstance(exc, ValidationError):
-        errors = exc.errors()
-        what = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'top level'}: {e['msg']}"
-                         for e in errors[:3])
-        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
-        return f"{path}: invalid config: {what}{more}"
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
-        mark = exc.problem_mark
-        return (f"{path}: not valid YAML at line {mark.line + 1}, column {mark.column + 1}: "
-                f"{exc.problem}")
-    if isinstance(exc, OSError):
-        return f"{path}: {exc.strerror or exc}"
-    return f"{path}: {' '.join(str(exc).split())}"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -62,8 +62,8 @@ def write_beamline_yaml(args: argparse.Namespace, out: Path) -> Path:
 
 def check_config(args: argparse.Namespace) -> str | None:
     """One line naming a missing or invalid beamline config, or None if it loads."""
+    from configs.errors import config_error_line
     from configs.schema import load_beamline_config
-    from plans.cli import config_error_line
 
     try:
         load_beamline_config(Path(args.config) if Path(args.config).is_file()

@@ -75,8 +75,8 @@ def write_configs(args: argparse.Namespace, out: Path) -> tuple[Path, Path]:
 def check_configs(args: argparse.Namespace) -> str | None:
     """One line naming a config file that is missing or invalid, or None if both load."""
     from agent.service_config import load_agent_config
+    from configs.errors import config_error_line
     from configs.schema import load_beamline_config
-    from plans.cli import config_error_line
 
     for path, load in ((args.beamline_config, load_beamline_config),
                        (args.agent_config, load_agent_config)):

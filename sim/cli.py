@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import yaml
-from pydantic import ValidationError
 
 from configs import DEFAULT_BEAMLINE
+from configs.errors import config_error_line
 from sim.errors import SimError
 
 
@@ -32,24 +31,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(overrides simulation.autosave.path; default: off)")
     parser.add_argument("--list", action="store_true",
                         help="print 'record type' lines, like dbl, and exit")
-
-
-def config_error_line(path: str | Path, exc: BaseException) -> str:
-    """One line for a beamline YAML that is missing, not YAML, or invalid."""
-    cause = exc.__cause__ if exc.__cause__ is not None else exc
-    if isinstance(cause, ValidationError):
-        errors = cause.errors()
-        what = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'top level'}: {e['msg']}"
-                         for e in errors[:3])
-        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
-        return f"{path}: invalid config: {what}{more}"
-    if isinstance(cause, yaml.MarkedYAMLError) and cause.problem_mark is not None:
-        mark = cause.problem_mark
-        return (f"{path}: not valid YAML at line {mark.line + 1}, column {mark.column + 1}: "
-                f"{cause.problem}")
-    if isinstance(cause, OSError):
-        return f"{path}: {cause.strerror or cause}"
-    return " ".join(str(exc).split())
 
 
 def run(args: argparse.Namespace) -> int:
