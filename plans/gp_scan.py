@@ -433,8 +433,9 @@ def gp_scan(
     reducer : callable, optional
         A bluesky callback delivering this run's reduced data to the agent, e.g.
         ``agent.reducers.ScalarReducer(positions={"x": "sample_x", ...},
-        request_address=...)`` (acknowledged delivery; queued by its name in the profile, e.g. ``"det_norm"``). Subscribed for this run
-        only. None if reduction runs elsewhere (another process).
+        request_address=...)`` (acknowledged delivery; queued by its name in the profile,
+        e.g. ``"det_norm"``). Subscribed for this run only. None if reduction runs elsewhere
+        (another process).
     max_points : int, optional
         Point budget of this run, points; None leaves the stop to the agent's own condition.
     tolerance : float, optional
