@@ -14,6 +14,11 @@ Runs the real stack: the simulated beamline (caproto, Channel Access on loopback
 service (subprocess, ZeroMQ), ophyd-async devices.
 
     python benchmarks/bench_bec_overhead.py [--points 20] [--pairs 3] [--exposure-s 0.1]
+        [--setup fast|readme]
+
+``--setup fast`` (default): the sample stage at 10 mm/s over +-5 mm (bench_loop_efficiency's
+setup), so little time is spent moving; ``readme``: the shipped configs as the README's
+IPython session uses them (5 mm/s over +-10 mm).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ matplotlib.use("Agg")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench_loop_efficiency import HALF_WIDTH, write_configs  # noqa: E402
+import bench_loop_efficiency  # noqa: E402
 
 from plans.processes import (  # noqa: E402
     agent_service,
@@ -44,7 +49,18 @@ from plans.processes import (  # noqa: E402
 )
 
 
-def one_run(RE, bl, addresses, callback, n: int, docs: list) -> tuple[float, dict]:
+def readme_configs(folder: Path) -> tuple[Path, Path]:
+    """The shipped beamline and agent YAMLs, the agent's point budget raised for many runs."""
+    import yaml
+
+    agent = yaml.safe_load((REPO / "configs/agent.yaml").read_text())
+    agent["engine"]["stop"] = {"max_points": 10_000}
+    (folder / "agent.yaml").write_text(yaml.safe_dump(agent))
+    return REPO / "configs/beamline.yaml", folder / "agent.yaml"
+
+
+def one_run(RE, bl, addresses, callback, n: int, docs: list, half_width: float
+            ) -> tuple[float, dict]:
     """Wall time (s) of an n-point gp_scan with ``callback`` subscribed, and its start doc;
     ``docs`` receives the run's documents."""
     import bluesky.plan_stubs as bps
@@ -58,7 +74,7 @@ def one_run(RE, bl, addresses, callback, n: int, docs: list) -> tuple[float, dic
     client = AgentClient(addresses["request"], timeout_s=30)
     reducer = ScalarReducer(positions={"x": "sample_x", "y": "sample_y"},
                             address=addresses["measurement"])
-    bounds = (-HALF_WIDTH, HALF_WIDTH)
+    bounds = (-half_width, half_width)
     start: dict = {}
     docs.clear()
 
@@ -82,6 +98,7 @@ def main() -> int:
     parser.add_argument("--points", type=int, default=20)
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--exposure-s", type=float, default=0.1)
+    parser.add_argument("--setup", choices=("fast", "readme"), default="fast")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks/results")
     parser.add_argument("--documents", type=Path, help="write the last BEC run's documents "
                         "here (JSON lines), to replay into a profiler")
@@ -91,7 +108,11 @@ def main() -> int:
     docs: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        beamline_yaml, agent_yaml = write_configs(folder)
+        if args.setup == "fast":
+            beamline_yaml, agent_yaml = bench_loop_efficiency.write_configs(folder)
+            half = bench_loop_efficiency.HALF_WIDTH
+        else:
+            (beamline_yaml, agent_yaml), half = readme_configs(folder), 10.0
         port = free_port_pair()
         with simulated_beamline(beamline_yaml, port, folder), \
                 agent_service(agent_yaml, folder / "agent", folder) as addresses:
@@ -110,14 +131,14 @@ def main() -> int:
             RE(ensure_connected(bl, timeout=20))
             RE(bps.mv(bl.scaler.preset_time, args.exposure_s))
             fields = ["sample_x", "sample_y", *bl.scaler.hints["fields"]]
-            one_run(RE, bl, addresses, LiveTable(fields), 3, docs)  # warm-up: connections, imports
+            one_run(RE, bl, addresses, LiveTable(fields), 3, docs, half)  # warm-up
             for i in range(args.pairs):
-                wall, _ = one_run(RE, bl, addresses, LiveTable(fields), args.points, docs)
+                wall, _ = one_run(RE, bl, addresses, LiveTable(fields), args.points, docs, half)
                 walls["live_table"].append(wall)
                 for variant, factory in (("bec", None), ("bec_plain_figure", plt.figure)):
                     plt.close("all")
                     bec = BestEffortCallback(fig_factory=factory)
-                    wall, start = one_run(RE, bl, addresses, bec, args.points, docs)
+                    wall, start = one_run(RE, bl, addresses, bec, args.points, docs, half)
                     walls[variant].append(wall)
                     plots.append(len(plt.get_fignums()))
                 plt.close("all")
@@ -126,6 +147,7 @@ def main() -> int:
             disconnect_channel_access()
     med = {k: statistics.median(v) for k, v in walls.items()}
     result = {"points": args.points, "exposure_s": args.exposure_s, "pairs": args.pairs,
+              "setup": args.setup, "half_width_mm": half,
               "wall_s": walls, "median_wall_s": med,
               "bec_over_live_table": med["bec"] / med["live_table"],
               "bec_plain_figure_over_live_table": med["bec_plain_figure"] / med["live_table"],
@@ -137,7 +159,7 @@ def main() -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     if args.documents:
         args.documents.write_text("".join(json.dumps(d, default=str) + "\n" for d in docs))
-    out = args.output / "bec_overhead.json"
+    out = args.output / f"bec_overhead_{args.setup}.json"
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")
     return 0
