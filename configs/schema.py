@@ -129,6 +129,10 @@ class ScalerChannelConfig(_Strict):
     name: Identifier = Field(description="NMn and the ophyd field name, e.g. 'i0'")
     number: int = Field(ge=1, le=32, description="channel index n of Sn/NMn (1 is the clock)")
     description: str = Field(max_length=40)
+    hinted: bool = Field(default=True, description="named in the descriptor's hints, so "
+                         "BestEffortCallback plots it and exports default to it; a monitor "
+                         "such as i0 usually is not (each hinted field is one live plot "
+                         "redrawn per event). The clock (channel 1) never is")
 
 
 class ScalerConfig(_Strict):

@@ -178,7 +178,14 @@ def make_ophyd_beamline(
         except DeviceConnectError:
             bl.destroy()  # release the PVs still searching
             raise
-        getattr(bl, config.scaler.name).select_channels([c.name for c in config.scaler.channels])
+        scaler = getattr(bl, config.scaler.name)
+        scaler.select_channels([c.name for c in config.scaler.channels])
+        # select_channels hints every channel, the clock too; hint as the ophyd-async flavour
+        unhinted = {c.name for c in config.scaler.channels if not c.hinted or c.number == 1}
+        for component in scaler.channels.component_names:
+            channel = getattr(scaler.channels, component)
+            if channel.s.name in unhinted:
+                channel.s.kind = Kind.normal
     return bl
 
 

@@ -108,7 +108,7 @@ def _element_device(config: BeamlineConfig, element):
         return _motor(config, element)
     if element.kind == "scaler":
         return Scaler(config.pv(element.pv), {c.name: c.number for c in element.channels},
-                      name=element.name)
+                      name=element.name, hinted={c.name for c in element.channels if c.hinted})
     if element.kind == "camera":
         return BeamCamera(config.pv(element.pv), name=element.name)
     group = GROUP_CLASSES[element.kind]

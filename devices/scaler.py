@@ -11,7 +11,7 @@ the previous acquisition.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from ophyd_async.core import (
     DEFAULT_TIMEOUT,
@@ -74,9 +74,10 @@ class Scaler(StandardReadable):
             as they are (``"det"``, ``"i0"``, ``"clock"``), not ``"scaler-det"``.
         name: device name (config signals are ``<name>-preset_time`` etc.).
         nacq_timeout_s: how long after the count ends NACQ may take to increment.
+        hinted: the channels named in the hints (None: all but the clock).
 
     Exposure: ``preset_time`` (TP, seconds), e.g. ``bps.mv(scaler.preset_time, 0.001)``.
-    All channels but the clock are hinted.
+    The ``hinted`` channels (default all but the clock) are in the hints.
     """
 
     def __init__(
@@ -85,6 +86,7 @@ class Scaler(StandardReadable):
         channels: Mapping[str, int],
         name: str = "",
         nacq_timeout_s: float = DEFAULT_TIMEOUT,
+        hinted: Collection[str] | None = None,
     ) -> None:
         self._nacq_timeout_s = nacq_timeout_s
         with self.add_children_as_readables(Format.CONFIG_SIGNAL):
@@ -100,11 +102,8 @@ class Scaler(StandardReadable):
                 raise ValueError(f"scaler channel name {channel_name!r} clashes with a field")
             # Uncached: each read is a fresh CA get issued after NACQ moved, so freshness does
             # not depend on the order in which the IOC's monitor updates arrive.
-            fmt = (
-                Format.UNCACHED_SIGNAL
-                if number == CLOCK_CHANNEL
-                else Format.HINTED_UNCACHED_SIGNAL
-            )
+            plotted = number != CLOCK_CHANNEL and (hinted is None or channel_name in hinted)
+            fmt = Format.HINTED_UNCACHED_SIGNAL if plotted else Format.UNCACHED_SIGNAL
             with self.add_children_as_readables(fmt):
                 setattr(self, channel_name, epics_signal_r(int, f"{prefix}.S{number}"))
         super().__init__(name)

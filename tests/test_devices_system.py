@@ -142,6 +142,15 @@ def test_count_scaler(RE, bl):
         assert data["det"] > 0
 
 
+def test_scaler_hints_only_the_hinted_channels(RE, bl):
+    """beamline.yaml hints det alone (i0 is `hinted: false`, the clock never is), in both
+    flavours: BestEffortCallback draws one live plot per hinted field and event."""
+    assert bl.scaler.hints == {"fields": ["det"]}
+    docs = []
+    RE(bp.count([bl.scaler]), lambda n, d: n == "event" and docs.append(d["data"]))
+    assert {"clock", "i0", "det"} <= set(docs[0])  # still read, only not hinted
+
+
 def test_trigger_never_reads_previous_acquisition(RE, abl):
     """Alternate TP so each count has a distinct clock value: a stale read would show
     the previous acquisition's clock (FIELD_NOTES: 497/500 stale before the fix)."""
