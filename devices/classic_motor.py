@@ -9,7 +9,7 @@ import time
 
 from ophyd import Component as Cpt
 from ophyd import EpicsMotor, EpicsSignal, EpicsSignalRO
-from ophyd.status import DeviceStatus
+from ophyd.status import DeviceStatus, StatusBase
 from ophyd.utils import InvalidState
 
 from devices.errors import LimitError, MoveError, limit_message
@@ -31,6 +31,7 @@ class VerifiedEpicsMotor(EpicsMotor):
         self.tolerance = tolerance
         # Set by stop(success=True) for the current move only; set() replaces it.
         self._stopped_ok = threading.Event()
+        self._starting = threading.local()  # .active: in set(), starting the stock move
 
     def check_value(self, pos: float) -> None:
         """Raise LimitError if ``pos`` is not finite or outside [LLM, HLM] (0, 0: no limits)."""
@@ -51,8 +52,24 @@ class VerifiedEpicsMotor(EpicsMotor):
             kwargs["timeout"] = self._move_timeout(new_position)
         stopped_ok = self._stopped_ok = threading.Event()  # fresh flag for this move
         egu = self.motor_egu.get()  # monitored: no CA round trip
-        inner = super().set(new_position, **kwargs)
-        outer = DeviceStatus(self)
+        # The stock move fails the previous move's MoveStatus if it is still pending (a move
+        # cut by an IOC restart: until its timeout), and that status's failure handling
+        # calls stop() from its own thread, racing this move: a STOP that reaches the IOC
+        # after this move's VAL (the move ends where it started), and a _done_moving(False)
+        # that fails this move's status or, run between the stock move's _reset_sub and
+        # subscribe, drops it (never done: a timeout). Retire it quietly first.
+        self._retire_pending(f"superseded by a move to {new_position} {egu}")
+        self._starting.active = True  # see position
+        try:
+            inner = super().set(new_position, **kwargs)
+        except Exception:  # e.g. the VAL put on a lost channel: the stock status is orphaned
+            self._retire_pending(f"move to {new_position} {egu} not started")
+            raise
+        finally:
+            self._starting.active = False
+        # A failed move stops the motor through ``inner`` (stock MoveStatus), never through
+        # ``outer``: that one fails after the motion ended, or when the IOC is gone.
+        outer = DeviceStatus(self, call_stop_on_failure=False)
 
         def _moved(status) -> None:
             # Verify off the CA callback thread: the check does a blocking CA get.
@@ -63,16 +80,50 @@ class VerifiedEpicsMotor(EpicsMotor):
 
         def _disconnected(*, connected: bool = True, **kw) -> None:
             if not connected:
-                _fail(outer, MoveError(
-                    f"move of {self.name} to {new_position} {egu} cut: lost Channel Access "
-                    f"to {self.motor_done_move.pvname}"))
+                message = (f"move of {self.name} to {new_position} {egu} cut: lost Channel "
+                           f"Access to {self.motor_done_move.pvname}")
+                _fail(outer, MoveError(message))  # first: _moved then finds outer done
+                self._abandon(inner, message)  # no STOP to an IOC that is gone, nor later
 
         # A move whose IOC goes away is not done, whatever DMOV says on reconnect (a
         # restarted IOC reports DMOV=1 wherever it restored the motor): fail it at once.
         cid = self.motor_done_move.subscribe(_disconnected, event_type="meta", run=False)
         outer.add_callback(lambda status: self.motor_done_move.unsubscribe(cid))
         inner.add_callback(_moved)
+        if not self.motor_done_move.connected:  # lost before the subscription was made
+            _disconnected(connected=False)
         return outer
+
+    @property
+    def position(self):
+        """The readback position (stock: DisconnectedError while any channel is down).
+
+        While this motor starts a move, the last known position instead: the stock
+        MoveStatus reads ``position`` again after starting its timeout thread, so a
+        disconnect at that moment would leave a status nobody holds, whose timeout later
+        calls stop() on this motor, in the middle of whatever move runs then."""
+        if getattr(self._starting, "active", False):
+            return self._position
+        return super().position
+
+    def _retire_pending(self, reason: str) -> None:
+        """Abandon every stock MoveStatus still waiting for this motor's DMOV."""
+        for callback in list(self._unwrapped_callbacks[self._SUB_REQ_DONE].values()):
+            status = getattr(callback, "__self__", None)
+            if isinstance(status, StatusBase):
+                self._abandon(status, reason)
+
+    def _abandon(self, inner: StatusBase, reason: str) -> None:
+        """Fail the stock MoveStatus ``inner`` of a move that is over for us (cut by a
+        disconnect, superseded, or never started), if still pending, without the stop()
+        that its failure would call, and detach it from the motor's DMOV handling so that no
+        later ``_done_moving`` reaches it. Its ``_moved`` callback, if any, then finds
+        ``outer`` done, or fails it."""
+        self.clear_sub(inner._finished, event_type=self._SUB_REQ_DONE)
+        if inner.done:
+            return
+        inner._call_stop_on_failure = False  # DeviceStatus(call_stop_on_failure=...) flag
+        _fail(inner, MoveError(f"move of {self.name}: {reason}"))
 
     def stop(self, *, success: bool = False) -> None:
         """Stop the motor; with ``success=True`` the current move finishes without verifying.

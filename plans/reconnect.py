@@ -219,10 +219,20 @@ class Reconnector:
         yield from bps.checkpoint()
 
     def _lost(self, exc: Exception, epoch: int) -> MsgGenerator[bool]:
-        """Was ``exc`` caused by lost Channel Access? Looks again after GRACE_S."""
+        """Was ``exc`` caused by lost Channel Access? Looks again after GRACE_S.
+
+        A put on a channel that is going away can fail before the loss is seen; another
+        status of the point, cut by the same loss, may then fail during the grace sleep and
+        be thrown in here by the RunEngine: that one is evidence too, not a new error."""
         if self.watch.epoch != epoch or self.watch.down() or _names_disconnect(exc):
             return True
-        yield from bps.sleep(GRACE_S)
+        try:
+            yield from bps.sleep(GRACE_S)
+        except FailedStatus as late:
+            logger.info("while deciding whether %s was a disconnect: %s", _describe(exc),
+                        _describe(late))
+            return (self.watch.epoch != epoch or bool(self.watch.down())
+                    or _names_disconnect(late))
         return self.watch.epoch != epoch or bool(self.watch.down())
 
     def _lost_names(self, epoch: int) -> str:

@@ -76,8 +76,12 @@ def run(flavour: str, config: str, agent_yaml: str, points: int, kill_after: int
         try:
             RE(gp_scan([bl.scaler], x, BOUNDS, y, BOUNDS, agent=client, reducer=reducer,
                        max_points=points, ask_timeout_s=60), docs)
-        except Exception as exc:  # the point: report it
+        except Exception as exc:  # the point: report it, with a failed status's own cause
             error = f"{type(exc).__name__}: {exc}"
+            status = exc.args[0] if exc.args else None
+            cause = status.exception() if hasattr(status, "exception") else None
+            if cause is not None:
+                error += f" ({type(cause).__name__}: {cause})"
         wall = time.monotonic() - t0
         RE.msg_hook = None
         reducer.close()

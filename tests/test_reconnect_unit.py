@@ -200,3 +200,135 @@ def test_changed_settings_names_each_change():
     assert changed_settings(before, after) == ["tp: 0.05 -> 1.0",
                                                "names: array([1, 2]) -> array([1, 3])"]
     assert changed_settings({"gone": 1}, {}) == ["gone: 1 -> '<missing>'"]
+
+
+# ---- a point whose first error comes before the loss is seen ---------------------------------
+
+class CutLate(SynAxis):
+    """Its first move's status fails 50 ms late, naming the lost channel (a classic
+    VerifiedEpicsMotor cut by a disconnect), and the loss is seen only then."""
+
+    def __init__(self, *args, watch: ScriptedWatch, **kw):
+        super().__init__(*args, **kw)
+        self.watch, self.moves = watch, 0
+
+    def set(self, value):
+        self.moves += 1
+        if self.moves > 1:
+            return super().set(value)
+        status = Status(obj=self)
+
+        def cut():
+            self.watch.lose(self.name)
+            status.set_exception(RuntimeError(f"move of {self.name} cut: lost Channel Access"))
+
+        threading.Timer(0.05, cut).start()
+        return status
+
+
+class ResetOnce(SynAxis):
+    """Its first ``set`` raises at once, before any loss is seen (a put on a circuit that
+    is going away: "Connection reset by peer")."""
+
+    moves = 0
+
+    def set(self, value):
+        self.moves += 1
+        if self.moves == 1:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        return super().set(value)
+
+
+def test_a_cut_status_failing_during_the_grace_sleep_counts_as_the_loss(RE):
+    watch = ScriptedWatch()
+    late, reset = CutLate(name="late", watch=watch), ResetOnce(name="reset")
+    det = SynGauss("det", late, "late", center=0, Imax=1, sigma=1)
+    docs: list = []
+    rc = Reconnector([det], [late, reset], timeout_s=5.0)
+
+    def plan():
+        yield from bps.open_run()
+        yield from rc.start()
+        yield from rc.point(
+            lambda st: move_verified([late, reset], [0.5, 0.5], [1e-3, 1e-3], st), index=0)
+        yield from bps.close_run()
+
+    original = reconnect.ConnectionWatch.of
+    reconnect.ConnectionWatch.of = classmethod(lambda cls, devices: watch)
+    try:
+        RE(plan(), lambda n, d: docs.append((n, d)))
+    finally:
+        reconnect.ConnectionWatch.of = original
+    assert len(stream(docs, "primary")) == 1
+    assert (late.moves, reset.moves) == (2, 2)
+    [r] = stream(docs, "reconnects")
+    assert "Connection reset by peer" in r["reconnect_cause"]
+
+
+# ---- devices.classic_motor.VerifiedEpicsMotor: the stock MoveStatus of a move that is over ---
+
+def fake_motor():
+    """A VerifiedEpicsMotor on ophyd's fake signals, counting STOP writes."""
+    from ophyd.sim import make_fake_device
+    from ophyd.utils.epics_pvs import AlarmSeverity
+
+    from devices.classic_motor import VerifiedEpicsMotor
+
+    motor = make_fake_device(VerifiedEpicsMotor)("F:X", name="m")
+    for signal, value in ((motor.velocity, 1.0), (motor.acceleration, 0.1),
+                          (motor.motor_done_move, 1), (motor.user_readback, 0.0),
+                          (motor.retry_deadband, 1e-3), (motor.motor_egu, "mm")):
+        signal.sim_put(value)
+    motor.user_setpoint.sim_set_limits((-10.0, 10.0))
+    motor.motor_done_move.pvname = "F:X.DMOV"  # fake signals have no PV names
+    motor.user_readback.alarm_severity = AlarmSeverity.NO_ALARM
+    motor.stops = []
+    motor.motor_stop.put = lambda value, **kw: motor.stops.append(value)
+    return motor
+
+
+def finish_move(motor, readback: float) -> None:
+    motor.motor_done_move.sim_put(0)
+    motor.user_readback.sim_put(readback)
+    motor.motor_done_move.sim_put(1)
+
+
+def pending(motor) -> list:
+    return list(motor._unwrapped_callbacks[motor._SUB_REQ_DONE].values())
+
+
+def test_a_superseded_move_fails_without_stopping_the_next_one():
+    motor = fake_motor()
+    first = motor.set(0.5)
+    second = motor.set(0.7)  # stock: the first MoveStatus fails and calls stop()
+    with pytest.raises(Exception, match="superseded by a move to 0.7 mm"):
+        first.wait(2)
+    finish_move(motor, 0.7)
+    second.wait(2)
+    assert motor.stops == [] and pending(motor) == []
+
+
+def test_a_disconnect_fails_the_move_at_once_and_never_stops_a_later_move():
+    motor = fake_motor()
+    cut = motor.set(0.5)
+    [inner] = [cb.__self__ for cb in pending(motor)]
+    motor.motor_done_move._run_subs(sub_type="meta", connected=False)
+    with pytest.raises(Exception, match="cut: lost Channel Access to F:X.DMOV"):
+        cut.wait(0.5)
+    assert "cut: lost Channel Access" in str(inner.exception(timeout=1)) and pending(motor) == []
+    redo = motor.set(0.5)  # after the reconnect
+    finish_move(motor, 0.5)
+    redo.wait(2)
+    assert motor.stops == []
+
+
+def test_a_move_whose_put_fails_leaves_no_pending_status():
+    motor = fake_motor()
+
+    def refuse(value, **kwargs):
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+    motor.user_setpoint.put = refuse
+    with pytest.raises(ConnectionResetError):
+        motor.set(0.5)
+    assert pending(motor) == []  # stock: its MoveStatus would stop the motor at its timeout
