@@ -130,6 +130,8 @@ def trapezoid(t: float, distance: float, v0: float, velo: float,
     a = velo / accl
     v0 = min(v0, velo)
     peak = min(velo, math.sqrt(max((2.0 * a * distance + v0 * v0) / 2.0, v0 * v0)))
+    if peak <= 0.0:  # nothing to cover from rest (e.g. a STOP before the motor got going)
+        return 0.0, 0.0
     up = (peak - v0) / a
     d_up = (peak * peak - v0 * v0) / (2.0 * a)
     d_down = peak * peak / (2.0 * a)

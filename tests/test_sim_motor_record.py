@@ -157,3 +157,18 @@ async def test_stop_brakes_at_the_acceleration_rate():
     braking = rec.rbv.value - at_stop
     assert braking == pytest.approx(CFG.velocity * 0.1 / 2, abs=0.3)  # 2.5 mm
     assert rec.val.value == pytest.approx(rec.rbv.value) and rec.dmov.value == 1
+
+
+async def test_stop_before_the_motor_moves_ends_the_move():
+    """STOP right after the VAL put, before the motor has any speed: the move ends at once
+    with DMOV back to 1 (the motion once divided by a zero peak speed and left DMOV at 0)."""
+    rec = await record()
+    await rec.accl.write(0.5)
+    task = asyncio.create_task(move(rec, 9.0))
+    for _ in range(200):  # until the move has started: DMOV 0
+        await asyncio.sleep(0.001)
+        if rec.dmov.value == 0:
+            break
+    await rec.stop.write(1)
+    await asyncio.wait_for(task, 5)
+    assert rec.dmov.value == 1 and rec.rbv.value < 1.0
