@@ -39,6 +39,7 @@ from plans.errors import PlanArgumentError
 from plans.gp_scan import DEFAULT_TOLERANCE, move_verified
 from plans.preflight import check_bounds, check_fields, motor_limits, motor_tolerance
 from plans.provenance import STREAM, ProposalRecorder
+from plans.reconnect import Reconnector
 
 logger = logging.getLogger(__name__)
 
@@ -269,18 +270,24 @@ class _Loop:
         self.recorder, self.run_uid = recorder, f"align-{uuid.uuid4()}"
         self.unmeasured: dict[str, float] | None = None
         self.result = AlignmentResult(None, None, None, 0, 0, "not started")
+        # each evaluation survives an IOC restart (plans.reconnect), the camera behind a
+        # FluxDensity watched too
+        self.reconnect = Reconnector(detectors, motors, watched=[
+            d.camera for d in detectors if getattr(d, "camera", None) is not None])
 
     def _ask(self) -> MsgGenerator:
         here = dict(self.here)
         return (yield from tasks.run_coroutine(
             lambda: asyncio.to_thread(self.agent.ask, 1, current_position=here)))
 
-    def _go(self, point: Mapping[str, float]) -> MsgGenerator[None]:
+    def _go(self, point: Mapping[str, float], statuses: list | None = None
+            ) -> MsgGenerator[None]:
         yield from move_verified(self.motors, [point[m.name] for m in self.motors],
-                                 self.tolerances)
+                                 self.tolerances, statuses)
         self.here = {m.name: float(point[m.name]) for m in self.motors}
 
     def steps(self) -> MsgGenerator[None]:
+        yield from self.reconnect.start()
         yield from bps.checkpoint()
         reason = None
         while reason is None:
@@ -294,8 +301,9 @@ class _Loop:
             self.recorder.record(proposal, wait_s=time.monotonic() - asked)
             yield from bps.trigger_and_read([self.recorder], name=STREAM)
             yield from bps.checkpoint()
-            yield from self._go(point)
-            reading = yield from bps.trigger_and_read([*self.detectors, *self.motors])
+            reading = yield from self.reconnect.point(
+                lambda statuses, point=point: self._go(point, statuses),
+                index=self.progress.evaluations)
             self.unmeasured = None
             m = measurement_from_reading(reading, self.motors, self.value, self.run_uid,
                                          self.progress.evaluations)
@@ -338,4 +346,5 @@ class _Loop:
             self.agent.release([self.unmeasured])
             self.unmeasured = None
         self.agent.close()
+        yield from self.reconnect.close()
         yield from bps.null()

@@ -107,12 +107,16 @@ class Reconnector:
     """Per-point handling of lost Channel Access for the devices of one run (see module doc).
 
     ``start()`` once in the run (it snapshots the devices' configuration), then ``point()``
-    for each point, and ``close()`` at the end.
+    for each point, and ``close()`` at the end. ``watched``: further devices whose connection
+    is watched but that are not triggered or read themselves (the camera behind a
+    ``plans.objective.FluxDensity``, which is not an ophyd device).
     """
 
     def __init__(self, devices: Sequence[Any], motors: Sequence[Any],
-                 timeout_s: float = RECONNECT_TIMEOUT_S, max_recoveries: int = MAX_RECOVERIES):
+                 timeout_s: float = RECONNECT_TIMEOUT_S, max_recoveries: int = MAX_RECOVERIES,
+                 watched: Sequence[Any] = ()):
         self.devices = separate_devices([*devices, *motors])
+        self.watched = [d for d in watched if all(d is not x for x in self.devices)]
         self.motors = list(motors)
         self.timeout_s = timeout_s
         self.max_recoveries = max_recoveries
@@ -124,7 +128,7 @@ class Reconnector:
 
     def start(self) -> MsgGenerator[None]:
         async def begin() -> ConnectionWatch:
-            return ConnectionWatch.of(self.devices)
+            return ConnectionWatch.of([*self.devices, *self.watched])
 
         self.watch = yield from tasks.run_coroutine(begin)
         self._verified = self.watch.epoch
@@ -280,6 +284,8 @@ async def read_settings(devices: Sequence[Any]) -> dict[str, Any]:
             continue
         reading = await read() if inspect.iscoroutinefunction(read) else \
             await asyncio.to_thread(read)
+        if inspect.isawaitable(reading):  # a wrapper of an ophyd-async device (FluxDensity)
+            reading = await reading
         values.update({k: v["value"] for k, v in reading.items()})
     return values
 
