@@ -138,7 +138,9 @@ async def test_move_time_follows_the_acceleration_ramp(distance, accl):
     assert expected <= elapsed <= expected + 0.08  # ticks and scheduling on a busy machine
     t, x = np.array(positions).T
     dt, dx = t[None, :] - t[:, None], x[None, :] - x[:, None]
-    slack = 2 * 0.002 * CFG.velocity  # the RBV posts once per 2 ms tick: sampling jitter
+    # the RBV posts once per tick (2 ms) and a sample may read the previous post: on a busy
+    # machine a stalled event loop stretches both, so the bound is the longest gap seen
+    slack = 2 * max(float(np.max(np.diff(t))), 0.002) * CFG.velocity
     assert np.all(dx[dt >= 0.02] <= CFG.velocity * dt[dt >= 0.02] + slack)  # never above VELO
     if accl:
         early = x[t <= 0.3 * accl]  # at VELO from the start it would be at VELO * t
