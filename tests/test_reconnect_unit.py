@@ -73,10 +73,20 @@ def RE():
         RE.abort()
 
 
-def run_point(RE, watch, motor, det, target=0.5, **kwargs):
+def run_watched(RE, watch, plan) -> list:
+    """Run ``plan`` with every ConnectionWatch replaced by ``watch``; its documents."""
     docs: list = []
+    original = reconnect.ConnectionWatch.of
+    reconnect.ConnectionWatch.of = classmethod(lambda cls, devices: watch)
+    try:
+        RE(plan(), lambda n, d: docs.append((n, d)))
+    finally:
+        reconnect.ConnectionWatch.of = original
+    return docs
+
+
+def run_point(RE, watch, motor, det, target=0.5, **kwargs):
     rc = Reconnector([det], [motor], timeout_s=5.0, **kwargs)
-    reconnect_of = reconnect.ConnectionWatch.of
 
     def plan():
         yield from bps.open_run()
@@ -85,12 +95,7 @@ def run_point(RE, watch, motor, det, target=0.5, **kwargs):
         yield from rc.close()
         yield from bps.close_run()
 
-    reconnect.ConnectionWatch.of = classmethod(lambda cls, devices: watch)
-    try:
-        RE(plan(), lambda n, d: docs.append((n, d)))
-    finally:
-        reconnect.ConnectionWatch.of = reconnect_of
-    return docs
+    return run_watched(RE, watch, plan)
 
 
 def stream(docs, name):
@@ -172,7 +177,6 @@ def test_a_loss_between_points_is_verified_before_the_next(RE):
     watch = ScriptedWatch()
     motor = SynAxis(name="m")
     det = SynGauss("det", motor, "m", center=0, Imax=1, sigma=1)
-    docs: list = []
     rc = Reconnector([det], [motor], timeout_s=5.0)
 
     def plan():
@@ -183,12 +187,7 @@ def test_a_loss_between_points_is_verified_before_the_next(RE):
         yield from rc.point(lambda st: move_verified([motor], [0.2], [1e-3], st), index=1)
         yield from bps.close_run()
 
-    original = reconnect.ConnectionWatch.of
-    reconnect.ConnectionWatch.of = classmethod(lambda cls, devices: watch)
-    try:
-        RE(plan(), lambda n, d: docs.append((n, d)))
-    finally:
-        reconnect.ConnectionWatch.of = original
+    docs = run_watched(RE, watch, plan)
     assert len(stream(docs, "primary")) == 2
     [r] = stream(docs, "reconnects")
     assert (r["reconnect_point"], r["reconnect_cause"]) == (1, "lost between points")
@@ -243,7 +242,6 @@ def test_a_cut_status_failing_during_the_grace_sleep_counts_as_the_loss(RE):
     watch = ScriptedWatch()
     late, reset = CutLate(name="late", watch=watch), ResetOnce(name="reset")
     det = SynGauss("det", late, "late", center=0, Imax=1, sigma=1)
-    docs: list = []
     rc = Reconnector([det], [late, reset], timeout_s=5.0)
 
     def plan():
@@ -253,12 +251,7 @@ def test_a_cut_status_failing_during_the_grace_sleep_counts_as_the_loss(RE):
             lambda st: move_verified([late, reset], [0.5, 0.5], [1e-3, 1e-3], st), index=0)
         yield from bps.close_run()
 
-    original = reconnect.ConnectionWatch.of
-    reconnect.ConnectionWatch.of = classmethod(lambda cls, devices: watch)
-    try:
-        RE(plan(), lambda n, d: docs.append((n, d)))
-    finally:
-        reconnect.ConnectionWatch.of = original
+    docs = run_watched(RE, watch, plan)
     assert len(stream(docs, "primary")) == 1
     assert (late.moves, reset.moves) == (2, 2)
     [r] = stream(docs, "reconnects")
