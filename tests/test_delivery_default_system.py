@@ -5,17 +5,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import pytest
 from bluesky import RunEngine
-from bluesky.callbacks.zmq import Publisher
 from bluesky.plans import grid_scan
 
-from agent import doc_codec
 from agent.config import EngineConfig
 from agent.delivery import MeasurementSender
 from agent.reducers import MeasurementPusher, ScalarReducer
@@ -26,12 +21,12 @@ from plans.cli import main as beamagent
 from tests.service_helpers import (
     ENGINE,
     Requester,
-    free_tcp_port,
     kill_group,
     start_service,
     write_agent_config,
 )
-from tests.test_reducers_system import _wait_for_line, devices
+from tests.test_delivery_system import reducer_process_across_agent_kill
+from tests.test_reducers_system import devices
 
 pytestmark = pytest.mark.system
 
@@ -98,44 +93,8 @@ def test_default_reducer_loses_nothing_across_an_agent_sigkill(tmp_path):
 def test_reducer_process_default_is_acknowledged_across_an_agent_sigkill(tmp_path):
     """``python -m agent.reducers --config ... --proxy ...`` (no delivery flag) sends to the
     config's request port, acknowledged: a scan made while the agent is down arrives once."""
-    config, ports = write_agent_config(tmp_path)
-    proxy_in, proxy_out = free_tcp_port(), free_tcp_port()
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
-    procs, publisher = [], None
-    requester = Requester(f"tcp://127.0.0.1:{ports['request_port']}")
-    log = tmp_path / "reducer.log"
-    try:
-        procs.append(start_service(config, tmp_path / "service.log"))
-        procs.append(subprocess.Popen(
-            [sys.executable, "-c", "from bluesky.callbacks.zmq import Proxy; "
-             f"Proxy('tcp://127.0.0.1:{proxy_in}', 'tcp://127.0.0.1:{proxy_out}').start()"],
-            start_new_session=True, env=env))
-        with open(log, "wb") as out:
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "agent.reducers", "--config", str(config), "--proxy",
-                 f"tcp://127.0.0.1:{proxy_out}"],
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env))
-        requester.wait_ready(procs[0])
-        publisher = Publisher(f"127.0.0.1:{proxy_in}", serializer=doc_codec.dumps)
-        _wait_for_line(log, "run start uid=probe",
-                       lambda: publisher("start", {"uid": "probe", "time": time.time()}))
-        sx, sy, i0, det = devices()
-        RE = RunEngine({})
-        RE.subscribe(publisher)
-        RE(grid_scan([det, i0], sx, -5, 5, 2, sy, -5, 5, 2))
-        requester.wait_until(lambda s: s["n_measurements"] == 4, timeout_s=20)
-        kill_group(procs[0])
-        RE(grid_scan([det, i0], sx, -4, 4, 3, sy, -4, 4, 2))  # the agent is down
-        procs[0] = start_service(config, tmp_path / "service.log")
-        requester.wait_ready(procs[0])
-        status = requester.wait_until(lambda s: s["n_measurements"] == 10, timeout_s=20)
-    finally:
-        if publisher is not None:
-            publisher.close()
-        requester.close()
-        for proc in reversed(procs):
-            kill_group(proc)
-    assert f"tcp://127.0.0.1:{ports['request_port']} (acknowledged)" in log.read_text()
+    status, log, request = reducer_process_across_agent_kill(tmp_path, False, 2, (3, 2))
+    assert f"{request} (acknowledged)" in log
     assert status["n_rejected"] == 0
     assert logged_keys(tmp_path / "checkpoint")[1] == 10
 

@@ -62,25 +62,30 @@ def test_measurements_sent_before_the_service_exists_arrive_once(tmp_path):
     assert "x=99.0" in " ".join(status["service"]["last_rejections"])
 
 
-def test_reducer_process_delivers_acknowledged_through_an_agent_kill(tmp_path):
-    """``python -m agent.reducers --acknowledged``: the agent is SIGKILLed after the first scan
-    and restarted; the second scan's measurements, sent while it was down, all arrive once."""
+def reducer_process_across_agent_kill(tmp_path, flag_acknowledged: bool, before: int,
+                                      during: tuple[int, int]) -> tuple[dict, str, str]:
+    """``python -m agent.reducers --config ... --proxy ...`` fed by a bluesky Proxy, with
+    ``--acknowledged REQUEST_ADDRESS`` if ``flag_acknowledged``, else no delivery flag: a
+    before x before grid_scan, SIGKILL of the agent, a grid_scan of ``during`` points while
+    it is down, restart. Returns the status once all have arrived (bounded), the reducer's
+    log and the agent's request address."""
     config, ports = write_agent_config(tmp_path)
-    request = f"tcp://127.0.0.1:{ports['request_port']}"
     proxy_in, proxy_out = free_tcp_port(), free_tcp_port()
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
-    procs, publisher, requester = [], None, Requester(request)
+    procs, publisher = [], None
+    request = f"tcp://127.0.0.1:{ports['request_port']}"
+    requester, flags = Requester(request), ["--acknowledged", request]
+    log = tmp_path / "reducer.log"
     try:
         procs.append(start_service(config, tmp_path / "service.log"))
         procs.append(subprocess.Popen(
             [sys.executable, "-c", "from bluesky.callbacks.zmq import Proxy; "
              f"Proxy('tcp://127.0.0.1:{proxy_in}', 'tcp://127.0.0.1:{proxy_out}').start()"],
             start_new_session=True, env=env))
-        log = tmp_path / "reducer.log"
         with open(log, "wb") as out:
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "agent.reducers", "--config", str(config), "--proxy",
-                 f"tcp://127.0.0.1:{proxy_out}", "--acknowledged", request],
+                 f"tcp://127.0.0.1:{proxy_out}", *(flags if flag_acknowledged else [])],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env))
         requester.wait_ready(procs[0])
         publisher = Publisher(f"127.0.0.1:{proxy_in}", serializer=doc_codec.dumps)
@@ -89,18 +94,26 @@ def test_reducer_process_delivers_acknowledged_through_an_agent_kill(tmp_path):
         sx, sy, i0, det = devices()
         RE = RunEngine({})
         RE.subscribe(publisher)
-        RE(grid_scan([det, i0], sx, -5, 5, 3, sy, -5, 5, 3))
-        requester.wait_until(lambda s: s["n_measurements"] == 9, timeout_s=20)
+        RE(grid_scan([det, i0], sx, -5, 5, before, sy, -5, 5, before))
+        requester.wait_until(lambda s: s["n_measurements"] == before ** 2, timeout_s=20)
         kill_group(procs[0])
-        RE(grid_scan([det, i0], sx, -4, 4, 2, sy, -4, 4, 2))  # the agent is down
+        RE(grid_scan([det, i0], sx, -4, 4, during[0], sy, -4, 4, during[1]))  # agent down
         procs[0] = start_service(config, tmp_path / "service.log")
         requester.wait_ready(procs[0])
-        status = requester.wait_until(lambda s: s["n_measurements"] == 13, timeout_s=20)
+        total = before ** 2 + during[0] * during[1]
+        status = requester.wait_until(lambda s: s["n_measurements"] == total, timeout_s=20)
     finally:
         if publisher is not None:
             publisher.close()
         requester.close()
         for proc in reversed(procs):
             kill_group(proc)
+    return status, log.read_text(), request
+
+
+def test_reducer_process_delivers_acknowledged_through_an_agent_kill(tmp_path):
+    """``python -m agent.reducers --acknowledged``: the agent is SIGKILLed after the first scan
+    and restarted; the second scan's measurements, sent while it was down, all arrive once."""
+    status, _, _ = reducer_process_across_agent_kill(tmp_path, True, 3, (2, 2))
     assert status["n_rejected"] == 0
     assert (tmp_path / "checkpoint" / "measurements.jsonl").read_text().count("\n") == 13
