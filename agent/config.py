@@ -192,13 +192,16 @@ class EngineConfig(_Strict):
         return data
 
 
-def make_engine_config(data: dict) -> EngineConfig:
-    """Validate a dict into an EngineConfig. Raises ConfigError naming the key and value."""
+def make_engine_config(data: dict, section: str = "") -> EngineConfig:
+    """Validate a dict into an EngineConfig. Raises ConfigError naming the key (prefixed with
+    ``section.``, e.g. "engine.stop", when given) and value."""
     try:
         return EngineConfig.model_validate(data)
     except ValidationError as exc:
-        parts = [f"{'.'.join(map(str, e['loc'])) or '<engine>'}={e.get('input')!r}: {e['msg']}"
-                 for e in exc.errors()[:5]]
+        def where(loc) -> str:
+            key = ".".join(map(str, loc))
+            return ".".join(filter(None, (section, key))) or "<engine>"
+        parts = [f"{where(e['loc'])}={e.get('input')!r}: {e['msg']}" for e in exc.errors()[:5]]
         raise ConfigError("invalid engine config: " + "; ".join(parts)) from None
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from agent.config import ConfigError, CoordinateConfig, EngineConfig
+from agent.config import ConfigError, CoordinateConfig, EngineConfig, make_engine_config
 
 PROBLEM_KEYS = ("coordinates", "value")
 # stands in for the problem while the model settings alone are validated
@@ -77,8 +77,8 @@ class ModelSettings:
             if missing:
                 raise ConfigError(f"engine: {missing[0]} missing; coordinates and value "
                                   "form the default problem together (give both or neither)")
-            return cls.from_config(_validated(section))
-        return cls(_validated({**section, **_PLACEHOLDER}), None)
+            return cls.from_config(make_engine_config(section, "engine"))
+        return cls(make_engine_config({**section, **_PLACEHOLDER}, "engine"), None)
 
     @classmethod
     def from_config(cls, config: EngineConfig) -> ModelSettings:
@@ -107,15 +107,6 @@ class ModelSettings:
             for key in PROBLEM_KEYS:
                 data.pop(key)
         return data
-
-
-def _validated(section: dict[str, Any]) -> EngineConfig:
-    try:
-        return EngineConfig.model_validate(section)
-    except ValidationError as exc:
-        parts = [f"engine.{'.'.join(map(str, e['loc']))}={e.get('input')!r}: {e['msg']}"
-                 for e in exc.errors()[:5]]
-        raise ConfigError("invalid engine config: " + "; ".join(parts)) from None
 
 
 def as_model_settings(config: EngineConfig | ModelSettings | dict) -> ModelSettings:
