@@ -10,18 +10,15 @@ must wait for the reconnection, verify, redo the cut evaluation and complete its
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.epics_env import client_environment, free_port
-from tests.ioc_fixture import REPO, running_sim, stop_process_group
-from tests.test_devices_faults_system import read_event
-from tests.test_reconnect_system import DOWN_S, sim_config
+from tests.ioc_fixture import REPO
+from tests.test_reconnect_system import restart_ioc_at, sim_config
 
 pytestmark = pytest.mark.system
 
@@ -43,23 +40,8 @@ def start_client(port: int, config: Path) -> subprocess.Popen:
 @pytest.mark.timeout(120)
 def test_ioc_restart_mid_evaluation_completes_the_align_budget(tmp_path):
     port, config = free_port(), sim_config(tmp_path, autosave=True)
-    with running_sim(config, port) as sim:
-        client = start_client(port, config)
-        try:
-            triggering = read_event(client, 60)
-            assert triggering["event"] == "triggering", triggering
-            os.killpg(sim.process.pid, signal.SIGKILL)
-            killed = time.monotonic()
-            sim.process.wait(5)
-        except BaseException:
-            stop_process_group(client)
-            raise
-    try:
-        time.sleep(max(0.0, DOWN_S - (time.monotonic() - killed)))
-        with running_sim(config, port):
-            result = read_event(client, 90)
-    finally:
-        stop_process_group(client)
+    result = restart_ioc_at(config, port, lambda: start_client(port, config), "triggering",
+                            60, 90)
     print(f"\nalign: IOC SIGKILLed at the camera trigger of evaluation {KILL_AFTER + 1}: "
           f"{result}")
     assert result["held_until_gone"] is True, result

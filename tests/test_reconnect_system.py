@@ -51,14 +51,16 @@ def start_client(flavour: str, port: int, config: Path, agent: Path) -> subproce
     )
 
 
-def kill_and_restart(flavour: str, tmp_path: Path, autosave: bool) -> dict:
-    port, config = free_port(), sim_config(tmp_path, autosave)
-    agent = write_agent_yaml(tmp_path / "agent.yaml")
+def restart_ioc_at(config: Path, port: int, start_client, event: str, event_timeout_s: float,
+                   result_timeout_s: float) -> dict:
+    """Start the IOC, then the client (``start_client()``); SIGKILL the IOC when the client
+    prints ``event``, restart it DOWN_S later, and return the client's result with
+    ``restarted_after_s`` and the simulator's autosave log lines."""
     with running_sim(config, port) as sim:
-        client = start_client(flavour, port, config, agent)
+        client = start_client()
         try:
-            moving = read_event(client, 90)
-            assert moving["event"] == "moving", moving
+            seen = read_event(client, event_timeout_s)
+            assert seen["event"] == event, seen
             os.killpg(sim.process.pid, signal.SIGKILL)
             killed = time.monotonic()
             sim.process.wait(5)
@@ -69,12 +71,19 @@ def kill_and_restart(flavour: str, tmp_path: Path, autosave: bool) -> dict:
         time.sleep(max(0.0, DOWN_S - (time.monotonic() - killed)))
         with running_sim(config, port) as sim:
             restarted = time.monotonic() - killed
-            result = read_event(client, 120)
+            result = read_event(client, result_timeout_s)
             result["restarted_after_s"] = round(restarted, 2)
             result["sim_log"] = [line for line in sim.log().splitlines() if "autosave" in line]
     finally:
         stop_process_group(client)
     return result
+
+
+def kill_and_restart(flavour: str, tmp_path: Path, autosave: bool) -> dict:
+    port, config = free_port(), sim_config(tmp_path, autosave)
+    agent = write_agent_yaml(tmp_path / "agent.yaml")
+    return restart_ioc_at(config, port, lambda: start_client(flavour, port, config, agent),
+                          "moving", 90, 120)
 
 
 @pytest.mark.parametrize("flavour, autosave", [("ophyd_async", True), ("classic", True),
