@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -40,13 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import bench_loop_efficiency  # noqa: E402
-
-from plans.processes import (  # noqa: E402
-    agent_service,
-    ca_client_environment,
-    free_port_pair,
-    simulated_beamline,
-)
+from stack import sim_and_agent  # noqa: E402
 
 
 def readme_configs(folder: Path) -> tuple[Path, Path]:
@@ -113,22 +106,12 @@ def main() -> int:
             half = bench_loop_efficiency.HALF_WIDTH
         else:
             (beamline_yaml, agent_yaml), half = readme_configs(folder), 10.0
-        port = free_port_pair()
-        with simulated_beamline(beamline_yaml, port, folder), \
-                agent_service(agent_yaml, folder / "agent", folder) as addresses:
-            os.environ.update(ca_client_environment(port))
+        with sim_and_agent(beamline_yaml, agent_yaml, folder) as (RE, bl, addresses):
             import bluesky.plan_stubs as bps
             import matplotlib.pyplot as plt
-            from bluesky import RunEngine
             from bluesky.callbacks import LiveTable
             from bluesky.callbacks.best_effort import BestEffortCallback
-            from ophyd_async.plan_stubs import ensure_connected
 
-            from devices import disconnect_channel_access, load_beamline_config, make_beamline
-
-            RE = RunEngine(call_returns_result=True)
-            bl = make_beamline(load_beamline_config(beamline_yaml))
-            RE(ensure_connected(bl, timeout=20))
             RE(bps.mv(bl.scaler.preset_time, args.exposure_s))
             fields = ["sample_x", "sample_y", *bl.scaler.hints["fields"]]
             one_run(RE, bl, addresses, LiveTable(fields), 3, docs, half)  # warm-up
@@ -144,7 +127,6 @@ def main() -> int:
                 plt.close("all")
                 print(f"pair {i}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in walls.items()),
                       flush=True)
-            disconnect_channel_access()
     med = {k: statistics.median(v) for k, v in walls.items()}
     result = {"points": args.points, "exposure_s": args.exposure_s, "pairs": args.pairs,
               "setup": args.setup, "half_width_mm": half,

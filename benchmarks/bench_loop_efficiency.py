@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -23,12 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from plans.processes import (  # noqa: E402
-    agent_service,
-    ca_client_environment,
-    free_port_pair,
-    simulated_beamline,
-)
+from stack import sim_and_agent  # noqa: E402
 
 VELOCITY = 10.0  # mm/s
 HALF_WIDTH = 5.0  # mm
@@ -103,25 +97,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         beamline_yaml, agent_yaml = write_configs(folder)
-        port = free_port_pair()
-        with simulated_beamline(beamline_yaml, port, folder), \
-                agent_service(agent_yaml, folder / "agent", folder) as addresses:
-            os.environ.update(ca_client_environment(port))
-            from bluesky import RunEngine
-            from ophyd_async.plan_stubs import ensure_connected
-
-            from devices import disconnect_channel_access, load_beamline_config, make_beamline
-
-            RE = RunEngine(call_returns_result=True)
-            bl = make_beamline(load_beamline_config(beamline_yaml))
-            RE(ensure_connected(bl, timeout=20))
+        with sim_and_agent(beamline_yaml, agent_yaml, folder) as (RE, bl, addresses):
             for exposure in args.exposures:
                 r = run_pair(RE, bl, addresses, exposure, args.points)
                 results.append(r)
                 print(f"exposure {exposure:4.2f} s, {r['points']} points: efficiency gp_scan "
                       f"{r['gp_scan_efficiency']:.1%}, list_scan {r['list_scan_efficiency']:.1%}"
                       f", ratio {r['ratio']:.1%}", flush=True)
-            disconnect_channel_access()
     args.output.mkdir(parents=True, exist_ok=True)
     out = args.output / "loop_efficiency.json"
     out.write_text(json.dumps({"velocity_mm_s": VELOCITY, "results": results}, indent=2))
