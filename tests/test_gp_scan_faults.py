@@ -17,7 +17,6 @@ import re
 import threading
 
 import pytest
-from bluesky import RunEngine
 from bluesky.run_engine import call_in_bluesky_event_loop
 from bluesky.utils import FailedStatus
 from ophyd.sim import SynAxis, SynGauss
@@ -83,14 +82,6 @@ class FailingAxis(SynAxis):
         timer.daemon = True
         timer.start()
         return status
-
-
-@pytest.fixture
-def RE():
-    RE = RunEngine(call_returns_result=True)
-    yield RE
-    if RE.state != "idle":
-        RE.abort()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import threading
 import time
 
 import pytest
-from bluesky import RunEngine
 from bluesky.run_engine import call_in_bluesky_event_loop
 from bluesky.suspenders import SuspendBoolHigh
 from bluesky.utils import RunEngineInterrupted
@@ -50,14 +49,6 @@ class SlowAgent:
         return Proposal(proposal_id=self.asks, points=[{"x": round(0.1 * self.asks, 3)}],
                         acquisition_function="test", acquisition_values=[0.0], phase="gp",
                         n_measurements=self.asks - 1, decision_time_s=self.delay_s)
-
-
-@pytest.fixture
-def RE():
-    RE = RunEngine(call_returns_result=True)
-    yield RE
-    if RE.state != "idle":
-        RE.abort()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import threading
 import bluesky.plan_stubs as bps
 import numpy as np
 import pytest
-from bluesky import RunEngine
 from bluesky.utils import FailedStatus
 from ophyd.sim import SynAxis, SynGauss
 from ophyd.status import Status
@@ -63,14 +62,6 @@ class CutAxis(SynAxis):
             RuntimeError(f"{self.name}: stalled" if not self.lose else
                          f"{self.name}: Virtual circuit disconnect"))).start()
         return status
-
-
-@pytest.fixture
-def RE():
-    RE = RunEngine(call_returns_result=True)
-    yield RE
-    if RE.state != "idle":
-        RE.abort()
 
 
 def run_watched(RE, watch, plan) -> list:
