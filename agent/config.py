@@ -57,6 +57,18 @@ class InitialDesignConfig(_Strict):
         default="sobol", description="raster: a coarse serpentine grid, the cheapest coverage "
         "when moves cost time (finds localized features the GP cannot know of)")
     n_points: int = Field(default=16, ge=2, le=10_000)
+    time_fraction: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = Field(
+        default=None, description="raster only, with stop.max_time_s: the largest full raster "
+        "(within n_points) whose beamtime by the travel model (velocities, overhead_s) fits "
+        "this fraction of max_time_s. A run that knows its beamtime covers the sample at the "
+        "finest spacing it can afford and keeps the rest for refinement")
+    localised_share: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] | None = Field(
+        default=None, description="raster only: run the raster in two interleaved passes "
+        "(even rows, then odd rows) and skip the second pass when, after the first, the "
+        "tenth of its points with the largest plane residuals hold at least this share of "
+        "the residuals (agent.design.residual_share): walls and isolated peaks gain from "
+        "adaptive points, while an area-filling map is measured best by completing the "
+        "raster. None: one pass")
 
 
 class TrainingConfig(_Strict):

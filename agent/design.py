@@ -6,7 +6,12 @@ import numpy as np
 from scipy.stats import qmc
 
 
-def initial_design(method: str, n: int, d: int, seed: int) -> np.ndarray:
+#: the top fraction of first-pass points whose share of the residuals measures localisation
+TOP_FRACTION = 0.1
+
+
+def initial_design(method: str, n: int, d: int, seed: int, interleaved: bool = False
+                   ) -> np.ndarray:
     """The start-up design: (n, d) points in [0, 1]^d, Sobol (scrambled) or Latin hypercube.
 
     Sobol is drawn in a power-of-two block and truncated; truncation keeps it space filling
@@ -18,21 +23,59 @@ def initial_design(method: str, n: int, d: int, seed: int) -> np.ndarray:
     if method == "lhs":
         return qmc.LatinHypercube(d, seed=seed).random(n)
     if method == "raster":
-        return raster(n, d)
+        return raster(n, d, interleaved)
     raise ValueError(f"initial design method {method!r} unknown; use 'sobol', 'lhs' or 'raster'")
 
 
-def raster(n: int, d: int) -> np.ndarray:
+def raster(n: int, d: int, interleaved: bool = False) -> np.ndarray:
     """A coarse regular grid of k^d >= n points (k = ceil(n^(1/d))), edges included, in
     boustrophedon (serpentine) order so that consecutive points are neighbours: the cheapest
-    way to cover the space when moves cost time. Truncated to n points."""
+    way to cover the space when moves cost time. Truncated to n points.
+
+    ``interleaved``: the same grid in two passes, the even planes of the slowest axis first
+    (rows, in 2-D), then the odd ones on the way back; each pass is a serpentine and every
+    move but one per pass is to a neighbour. The first pass alone is a complete raster at
+    twice the spacing along the slowest axis (:func:`first_pass_size` points).
+    """
     k = max(int(np.ceil(n ** (1.0 / d) - 1e-9)), 2)
     axis = np.linspace(0.0, 1.0, k)
+    if not interleaved:
+        return _snake([axis] * d)[:n]
+    first = _snake([axis[0::2]] + [axis] * (d - 1))
+    second = _snake([axis[1::2][::-1]] + [axis] * (d - 1))
+    mirrored = second.copy()
+    mirrored[:, -1] = 1.0 - mirrored[:, -1]  # the same pass, fastest axis run the other way
+    if np.abs(mirrored[0] - first[-1]).max() < np.abs(second[0] - first[-1]).max():
+        second = mirrored
+    return np.vstack([first, second])[:n]
+
+
+def first_pass_size(n: int, d: int) -> int:
+    """Points in the first pass of ``raster(n, d, interleaved=True)``."""
+    k = max(int(np.ceil(n ** (1.0 / d) - 1e-9)), 2)
+    return min(((k + 1) // 2) * k ** (d - 1), n)
+
+
+def residual_share(x: np.ndarray, y: np.ndarray) -> float:
+    """How localised the unresolved part of a map is: the share of the summed plane
+    residuals (:func:`agent.acquisition.plane_residuals`, leave-one-out) of the measured
+    points ``x`` (n, d), ``y`` (n,) held by the TOP_FRACTION of points with the largest.
+    ~0.2 to 0.3 where the error is spread over the map (noise on a flat map, ripples,
+    textures), towards 1 where it sits on walls or isolated peaks."""
+    from agent.acquisition import plane_residuals
+
+    res = np.sort(plane_residuals(np.asarray(x, float), np.asarray(y, float)))[::-1]
+    top = max(int(np.ceil(TOP_FRACTION * len(res))), 1)
+    return float(np.sum(res[:top]) / (np.sum(res) + 1e-300))
+
+
+def _snake(axes: list[np.ndarray]) -> np.ndarray:
+    """The grid of ``axes`` (slowest first) in serpentine order: (prod len, d)."""
     rows = [[]]
-    for _ in range(d):  # snake: reverse the new (fastest) axis on every other row
+    for axis in axes:  # snake: reverse the new (fastest) axis on every other row
         rows = [r + [a] for i, r in enumerate(rows)
                 for a in (axis if i % 2 == 0 else axis[::-1])]
-    return np.array(rows)[:n]
+    return np.array(rows)
 
 
 def candidates(m: int, d: int, rng: np.random.Generator, centre: np.ndarray | None,

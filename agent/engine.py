@@ -18,7 +18,14 @@ from threadpoolctl import threadpool_limits
 from agent import checkpoint
 from agent.acquisition import Scorer, correlation, posterior_mean_std, value_moments
 from agent.config import EngineConfig, make_engine_config
-from agent.design import candidates, check_grid, initial_design
+from agent.design import (
+    candidates,
+    check_grid,
+    first_pass_size,
+    initial_design,
+    raster,
+    residual_share,
+)
 from agent.errors import AgentError, MessageError
 from agent.messages import Measurement, Proposal
 from agent.space import Space, near
@@ -51,8 +58,15 @@ class Engine:
         self._lock = threading.RLock()
         self._rng = np.random.default_rng(config.seed)
         n0 = self._n0 = design_size(config, self.space.d)
-        self._design = initial_design(config.initial_design.method, n0, self.space.d,
-                                      config.seed)
+        design = config.initial_design
+        interleaved = self._interleaved = (design.method == "raster" and
+                                           design.localised_share is not None)
+        self._design = initial_design(design.method, n0, self.space.d, config.seed,
+                                      interleaved)
+        #: an interleaved raster's first pass; None once the second pass is decided
+        self._first_pass = first_pass_size(n0, self.space.d) if interleaved else None
+        #: {"residual_share", "second_pass"} once decided
+        self.raster_decision: dict | None = None
         # spare points for failed or lost design points
         self._design = np.vstack([self._design, initial_design("sobol", 3 * n0, self.space.d,
                                                                config.seed + 1)])
@@ -259,6 +273,7 @@ class Engine:
             if reason is not None:
                 return self._proposal([], [], "done", t0, reason)
             n = min(n, room) if room is not None else n
+            self._decide_second_pass()
             if len(self._x) < self._n0 or self._gp is None:
                 pts, vals, phase = self._design_points(n, origin), None, "initial_design"
             else:
@@ -272,6 +287,19 @@ class Engine:
             prop = self._proposal(pts, vals, phase, t0, None)
         self._autosave()
         return prop
+
+    def _decide_second_pass(self) -> None:
+        """After an interleaved raster's first pass: skip the second where the map's error
+        is localised (InitialDesignConfig.localised_share)."""
+        n1 = self._first_pass
+        if n1 is None or len(self._x) < n1:
+            return
+        share = residual_share(np.array(self._x[:n1]), np.array(self._y[:n1]))
+        second = share < self.config.initial_design.localised_share
+        if not second:
+            self._n0 = n1
+        self._first_pass = None
+        self.raster_decision = {"residual_share": share, "second_pass": second}
 
     def _room(self) -> int | None:
         mp = self.config.stop.max_points
@@ -296,8 +324,9 @@ class Engine:
             # a raster is run in its serpentine order (nearest-first breaks it: with parallel
             # motors the diagonal neighbour is as near as the next point of the row, and the
             # tie is decided by rounding, so the path zig-zags and ends with long jumps),
-            # from whichever end is nearer the motors at the first ask
-            if self._raster_reversed is None:
+            # from whichever end is nearer the motors at the first ask (an interleaved
+            # raster from its start: its first pass is the one that decides)
+            if self._raster_reversed is None and not self._interleaved:
                 self._raster_reversed = bool(
                     origin is not None and len(open_block) == len(block) and
                     np.diff(travel_time_s(self.space.to_eng(origin),
@@ -432,6 +461,8 @@ class Engine:
                 "training": {"running": tr.running, "n_trainings": tr.n_trainings,
                              "last_n": tr.last_n, "last_duration_s": tr.last_duration_s,
                              "next_at": self._next_train, "last_error": tr.last_error},
+                "initial_design": {"n_points": self._n0, "raster_decision":
+                                   self.raster_decision},
                 "last_proposal": self._last, "acquisition_function":
                     self.config.acquisition_name, "mode": self.config.mode,
             }
@@ -568,14 +599,29 @@ def design_size(config: EngineConfig, d: int) -> int:
     largest full k^d raster (k >= 2) within n_points and within a third of
     ``stop.max_points``, so that the coarse raster always covers the whole space and leaves
     most of a short run to the adaptive phase (a raster cut short by the point budget leaves
-    part of the sample unseen)."""
-    n = config.initial_design.n_points
-    if config.initial_design.method != "raster":
+    part of the sample unseen). With ``initial_design.time_fraction`` and ``stop.max_time_s``
+    also within that fraction of the beamtime (:func:`raster_beamtime_s`)."""
+    design = config.initial_design
+    n = design.n_points
+    if design.method != "raster":
         return n
     if config.stop.max_points is not None:
         n = min(n, config.stop.max_points // 3)
     k = max(int(np.floor(max(n, 1) ** (1.0 / d) + 1e-9)), 2)
+    if design.time_fraction is not None and config.stop.max_time_s is not None:
+        budget = design.time_fraction * config.stop.max_time_s
+        while k > 2 and raster_beamtime_s(config, k) > budget + 1e-9:
+            k -= 1
     return k ** d
+
+
+def raster_beamtime_s(config: EngineConfig, k: int) -> float:
+    """Beamtime (s) of the full k^d serpentine raster: overhead_s per point plus the moves
+    between neighbours (motors in parallel, :func:`agent.travel.travel_time_s`)."""
+    space = Space(config)
+    pts = space.to_eng(raster(k ** space.d, space.d))
+    moves = np.max(np.abs(np.diff(pts, axis=0)) / space.velocity, axis=1)
+    return float(len(pts) * config.overhead_s + np.sum(moves))
 
 
 def _with_exploration(s: np.ndarray, gap: np.ndarray | None, explore: float) -> np.ndarray:

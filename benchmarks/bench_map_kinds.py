@@ -355,18 +355,38 @@ def coarse_fitting(budget_s: float) -> int:
     return k
 
 
-def run_agent(f, T: float, rng) -> tuple[list[list[Measurement]], list[float]]:
-    """The agent (one point per ask, from where the motors are) until T; the measurements at
-    each checkpoint of FRACTIONS and the beamtime spent."""
-    eng = Engine(mq.config(100_000))
+def run_agent(f, T: float, rng, budgeted: bool = False
+              ) -> tuple[list[list[Measurement]], list[float], list[dict]]:
+    """The agent (one point per ask, from where the motors are); the measurements at each
+    checkpoint of FRACTIONS, the beamtime spent, and the start-up design's size and
+    decision. Anytime: one run until T, snapshots at the checkpoints. Budgeted: one run per
+    checkpoint, told its beamtime (stop.max_time_s)."""
+    if not budgeted:
+        return _agent_until(f, [frac * T for frac in FRACTIONS], rng, None)
+    snaps, times, designs = [], [], []
+    for frac in FRACTIONS:
+        s, t, d = _agent_until(f, [frac * T], rng, frac * T)
+        snaps, times, designs = snaps + s, times + t, designs + d
+    return snaps, times, designs
+
+
+def _agent_until(f, checkpoints_s, rng, budget_s):
+    # the benchmark's clock is simulated beamtime; max_time_s (wall clock in the engine) is
+    # the budget the agent plans with and is far longer than the run's wall time
+    stop = {"max_points": 100_000} if budget_s is None else {"max_points": 100_000,
+                                                                "max_time_s": budget_s}
+    eng = Engine(mq.config(100_000, {"stop": stop}))
     v, oh = mq.SETUP["velocity_mm_s"], mq.SETUP["overhead_s"]
     pos, t, seq, snaps, times = None, 0.0, 0, [], []
-    for frac in FRACTIONS:
+    for limit in checkpoints_s:
         while True:
-            p = eng.ask(1, current_position=pos).points[0]
+            prop = eng.ask(1, current_position=pos)
+            if prop.phase == "done":
+                raise RuntimeError(f"the agent stopped early: {prop.stop_reason}")
+            p = prop.points[0]
             dt = oh + (0.0 if pos is None else max(abs(p["x"] - pos["x"]),
                                                      abs(p["y"] - pos["y"])) / v)
-            if t + dt > frac * T + 1e-9:  # the next point does not fit: checkpoint
+            if t + dt > limit + 1e-9:  # the next point does not fit: checkpoint
                 eng.release([p])
                 break
             t += dt
@@ -375,8 +395,9 @@ def run_agent(f, T: float, rng) -> tuple[list[list[Measurement]], list[float]]:
             seq, pos = seq + 1, p
         snaps.append(eng.measurements)
         times.append(t)
+    design = eng.status()["initial_design"]
     eng.close()
-    return snaps, times
+    return snaps, times, [design] * len(checkpoints_s)
 
 
 #: engine settings that change a raster's GP reconstruction (the baseline cache's key)
@@ -419,7 +440,8 @@ def baselines(m: Map, name: str, seed: int, figures: bool, cache: dict | None) -
     return row, keep
 
 
-def one(name: str, seed: int, figures: bool, cache: dict | None = None) -> dict:
+def one(name: str, seed: int, figures: bool, cache: dict | None = None,
+        budgeted: bool = False) -> dict:
     kind, split, make = FAMILIES[name]
     m = make(seed)
     g, gx, gy = _grid()
@@ -430,11 +452,11 @@ def one(name: str, seed: int, figures: bool, cache: dict | None = None) -> dict:
     row = {"family": name, "kind": kind, "split": split, "seed": seed,
            **json.loads(json.dumps(base)), "agent": {}}
     # the agent's noise stream is its own, so the baselines may be cached while iterating
-    snaps, times = run_agent(m.f, T, np.random.default_rng([seed, 1]))
-    for ms, t, fn in zip(snaps, times, FRAC_NAMES, strict=True):
+    snaps, times, designs = run_agent(m.f, T, np.random.default_rng([seed, 1]), budgeted)
+    for ms, t, design, fn in zip(snaps, times, designs, FRAC_NAMES, strict=True):
         z = gp_map(ms, gx, gy)
         row["agent"][fn] = {**scores(m, z_true, z, gx, gy), "n_points": len(ms),
-                            "beamtime_s": t}
+                            "beamtime_s": t, "design": design}
         if fn in ("T/2", "T"):
             keep[f"agent_{fn}"] = (z, np.array([[q.positions["x"], q.positions["y"]]
                                                  for q in ms]))
@@ -602,7 +624,7 @@ def figure(kind: str, rows: list[dict], path: Path) -> None:
 
 
 def _worker(args):
-    name, seed, figures, agent_config, cache_path = args
+    name, seed, figures, agent_config, cache_path, budgeted = args
     mq.AGENT_CONFIG.clear()
     mq.AGENT_CONFIG.update(agent_config)
     cache = None
@@ -610,7 +632,7 @@ def _worker(args):
         p = Path(cache_path)
         cache = json.loads(p.read_text()) if p.exists() else {}
     n0 = None if cache is None else len(cache)
-    r = one(name, seed, figures, cache)
+    r = one(name, seed, figures, cache, budgeted)
     if cache is not None and len(cache) > n0:  # one entry per job: merge under a lock file
         import fcntl
         with open(f"{cache_path}.lock", "w") as lock:
@@ -635,6 +657,8 @@ def main() -> int:
     ap.add_argument("--baseline-cache", type=Path, help="while iterating only: reuse raster "
                     "scores (same seeds, same model settings) from this JSON file")
     ap.add_argument("--no-gpcam-example", action="store_true")
+    ap.add_argument("--budgeted", action="store_true", help="one agent run per checkpoint, "
+                    "told its beamtime (stop.max_time_s); default: one anytime run until T")
     ap.add_argument("--output", type=Path, default=RESULTS / "map_kinds.json")
     ap.add_argument("--figure-prefix", default="map_kinds")
     args = ap.parse_args()
@@ -648,7 +672,8 @@ def main() -> int:
              if kind in args.kinds and args.split in ("all", split)
              and (not args.families or n in args.families)]
     cache = None if args.baseline_cache is None else str(args.baseline_cache)
-    jobs = [(n, s, figures, dict(mq.AGENT_CONFIG), cache) for s in seeds for n in names]
+    jobs = [(n, s, figures, dict(mq.AGENT_CONFIG), cache, args.budgeted)
+            for s in seeds for n in names]
     t0 = time.perf_counter()
     rows = []
 
@@ -691,7 +716,7 @@ def main() -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({
         "setup": {**mq.SETUP, "grid_n": GRID_N, "score_grid": NG, "r_found_mm": R_FOUND,
-                  "fractions": FRACTIONS, "seeds": seeds,
+                  "fractions": FRACTIONS, "seeds": seeds, "budgeted": args.budgeted,
                   "split": {n: s for n, (_, s, _) in FAMILIES.items()},
                   "agent_config_overrides": mq.AGENT_CONFIG,
                   "agent_config": mq.config(1).to_jsonable()},

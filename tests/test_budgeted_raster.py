@@ -1,0 +1,102 @@
+"""The beamtime-sized, interleaved raster start (issue 11): sizing, order, and the decision
+to skip its second pass where the map's error is localised."""
+
+import numpy as np
+import pytest
+
+from agent.config import ConfigError, make_engine_config
+from agent.design import first_pass_size, raster, residual_share
+from agent.engine import Engine, design_size, raster_beamtime_s
+from agent.messages import Measurement
+
+
+def cfg(design, stop=None):
+    coord = {"low": -10, "high": 10, "units": "mm", "velocity": 5.0}
+    return make_engine_config({
+        "coordinates": [{"name": "x", **coord}, {"name": "y", **coord}], "value": "det",
+        "stop": stop or {"max_points": 100_000, "max_time_s": 284.0},
+        "initial_design": design, "training": {"background": False}, "overhead_s": 0.5,
+        "acquisition": "variation", "kernel": "multiscale"})
+
+
+def test_raster_beamtime_counts_overhead_and_neighbour_moves():
+    # 20 x 20 over 20 mm: 400 * 0.5 s + 399 moves of 20/19 mm at 5 mm/s
+    c = cfg({"method": "raster", "n_points": 400})
+    assert raster_beamtime_s(c, 20) == pytest.approx(400 * 0.5 + 399 * (20 / 19) / 5.0)
+
+
+@pytest.mark.parametrize("fraction, budget, k", [(1.0, 284.1, 20), (0.5, 284.1, 13),
+                                                 (1.0, 95.0, 10)])
+def test_time_fraction_sizes_the_largest_raster_that_fits(fraction, budget, k):
+    c = cfg({"method": "raster", "n_points": 10_000, "time_fraction": fraction},
+            {"max_points": 100_000, "max_time_s": budget})
+    assert design_size(c, 2) == k * k
+    assert raster_beamtime_s(c, k) <= fraction * budget < raster_beamtime_s(c, k + 1)
+
+
+def test_time_fraction_without_a_time_budget_keeps_n_points():
+    c = cfg({"method": "raster", "n_points": 100, "time_fraction": 0.5},
+            {"max_points": 100_000})
+    assert design_size(c, 2) == 100
+
+
+def test_localised_share_must_be_a_fraction():
+    with pytest.raises(ConfigError, match="initial_design.localised_share"):
+        cfg({"method": "raster", "n_points": 100, "localised_share": 1.5})
+
+
+@pytest.mark.parametrize("k", [4, 5, 10])
+def test_interleaved_raster_is_the_same_grid_in_two_serpentine_passes(k):
+    plain, inter = raster(k * k, 2), raster(k * k, 2, interleaved=True)
+    assert sorted(map(tuple, plain.round(9))) == sorted(map(tuple, inter.round(9)))
+    n1 = first_pass_size(k * k, 2)
+    assert n1 == ((k + 1) // 2) * k
+    step = 1.0 / (k - 1)
+    for part in (inter[:n1], inter[n1:]):
+        hops = np.max(np.abs(np.diff(part, axis=0)), axis=1)
+        assert np.allclose(hops, 2 * step) is False  # moves along rows are one step
+        assert np.sum(~np.isclose(hops, step)) <= (k + 1) // 2  # row changes: 2 steps
+    assert np.max(np.abs(inter[n1] - inter[n1 - 1])) == pytest.approx(step)
+    assert set(np.round(inter[:n1, 0] / step).astype(int)) == set(range(0, k, 2))
+
+
+def _lattice_values(f, k=14, seed=0):
+    n = k * k
+    u = raster(n, 2, interleaved=True)[:first_pass_size(n, 2)]
+    x = u * 20 - 10
+    noise = np.random.default_rng(seed).normal(0, 0.003, len(u))
+    return u, f(x[:, 0], x[:, 1]) + noise
+
+
+def test_residual_share_is_low_for_spread_error_and_high_for_a_wall():
+    flat = residual_share(*_lattice_values(lambda x, y: 0.5 + 0 * x))
+    ripple = residual_share(*_lattice_values(lambda x, y: 0.5 + 0.3 * np.sin(x) * np.cos(y)))
+    wall = residual_share(*_lattice_values(lambda x, y: 0.2 + 0.6 * (x + 0.3 * y > 1.0)))
+    assert flat < 0.35 and ripple < 0.35
+    assert wall > 0.45
+
+
+def _run(engine, f, n):
+    pos, seq0 = None, len(engine.measurements)
+    for seq in range(seq0, seq0 + n):
+        prop = engine.ask(1, current_position=pos)
+        pos = prop.points[0]
+        engine.tell(Measurement(run_uid="r", seq=seq, positions=pos,
+                                values={"det": float(f(pos["x"], pos["y"]))}))
+    prop = engine.ask(1, current_position=pos)
+    engine.release(prop.points)  # a peek at the next phase
+    return prop.phase
+
+
+@pytest.mark.parametrize("f, second_pass", [
+    (lambda x, y: 0.2 + 0.6 * (x + 0.3 * y > 1.0), False),
+    (lambda x, y: 0.5 + 0.3 * np.sin(x) * np.cos(y), True)])
+def test_engine_skips_the_second_pass_only_where_the_error_is_localised(f, second_pass):
+    e = Engine(cfg({"method": "raster", "n_points": 100, "localised_share": 0.4},
+                   {"max_points": 1000}))
+    n1 = first_pass_size(100, 2)
+    assert _run(e, f, n1) == ("initial_design" if second_pass else "gp")
+    assert e.raster_decision["second_pass"] is second_pass
+    if second_pass:  # the second pass runs to the end of the raster, then the GP takes over
+        assert _run(e, f, 100 - n1) == "gp"
+    e.close()
