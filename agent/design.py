@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import qmc
 
-
 #: the top fraction of first-pass points whose share of the residuals measures localisation
 TOP_FRACTION = 0.1
 
