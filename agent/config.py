@@ -57,11 +57,12 @@ class InitialDesignConfig(_Strict):
         default="sobol", description="raster: a coarse serpentine grid, the cheapest coverage "
         "when moves cost time (finds localized features the GP cannot know of)")
     n_points: int = Field(default=16, ge=2, le=10_000)
-    time_fraction: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = Field(
-        default=None, description="raster only, with stop.max_time_s: the largest full raster "
-        "(within n_points) whose beamtime by the travel model (velocities, overhead_s) fits "
-        "this fraction of max_time_s. A run that knows its beamtime covers the sample at the "
-        "finest spacing it can afford and keeps the rest for refinement")
+    budget_fraction: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = Field(
+        default=None, description="raster only: the largest full raster (within n_points) "
+        "that fits this fraction of the run's budget: of stop.max_points and of "
+        "stop.max_time_s (beamtime by the travel model: velocities, overhead_s). A run that "
+        "knows its budget covers the sample at the finest spacing it can afford. None: a "
+        "third of max_points")
     localised_share: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] | None = Field(
         default=None, description="raster only: run the raster in two interleaved passes "
         "(even rows, then odd rows) and skip the second pass when, after the first, the "

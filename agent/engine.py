@@ -596,21 +596,21 @@ class Engine:
 
 def design_size(config: EngineConfig, d: int) -> int:
     """Points in the start-up design. ``initial_design.n_points``, except for a raster: the
-    largest full k^d raster (k >= 2) within n_points and within a third of
-    ``stop.max_points``, so that the coarse raster always covers the whole space and leaves
-    most of a short run to the adaptive phase (a raster cut short by the point budget leaves
-    part of the sample unseen). With ``initial_design.time_fraction`` and ``stop.max_time_s``
-    also within that fraction of the beamtime (:func:`raster_beamtime_s`)."""
+    largest full k^d raster (k >= 2) within n_points and within ``budget_fraction`` (default
+    a third) of ``stop.max_points``, so that the coarse raster always covers the whole space
+    (a raster cut short by the point budget leaves part of the sample unseen). With
+    ``budget_fraction`` and ``stop.max_time_s`` also within that fraction of the beamtime
+    (:func:`raster_beamtime_s`)."""
     design = config.initial_design
     n = design.n_points
     if design.method != "raster":
         return n
+    fraction = design.budget_fraction
     if config.stop.max_points is not None:
-        n = min(n, config.stop.max_points // 3)
+        n = min(n, int(config.stop.max_points * (fraction or 1 / 3) + 1e-9))
     k = max(int(np.floor(max(n, 1) ** (1.0 / d) + 1e-9)), 2)
-    if design.time_fraction is not None and config.stop.max_time_s is not None:
-        budget = design.time_fraction * config.stop.max_time_s
-        while k > 2 and raster_beamtime_s(config, k) > budget + 1e-9:
+    if fraction is not None and config.stop.max_time_s is not None:
+        while k > 2 and raster_beamtime_s(config, k) > fraction * config.stop.max_time_s + 1e-9:
             k -= 1
     return k ** d
 

@@ -27,17 +27,20 @@ def test_raster_beamtime_counts_overhead_and_neighbour_moves():
 
 @pytest.mark.parametrize("fraction, budget, k", [(1.0, 284.1, 20), (0.5, 284.1, 13),
                                                  (1.0, 95.0, 10)])
-def test_time_fraction_sizes_the_largest_raster_that_fits(fraction, budget, k):
-    c = cfg({"method": "raster", "n_points": 10_000, "time_fraction": fraction},
+def test_budget_fraction_sizes_the_largest_raster_that_fits(fraction, budget, k):
+    c = cfg({"method": "raster", "n_points": 10_000, "budget_fraction": fraction},
             {"max_points": 100_000, "max_time_s": budget})
     assert design_size(c, 2) == k * k
     assert raster_beamtime_s(c, k) <= fraction * budget < raster_beamtime_s(c, k + 1)
 
 
-def test_time_fraction_without_a_time_budget_keeps_n_points():
-    c = cfg({"method": "raster", "n_points": 100, "time_fraction": 0.5},
-            {"max_points": 100_000})
-    assert design_size(c, 2) == 100
+def test_budget_fraction_of_a_point_budget():
+    def size(fraction, max_points):
+        return design_size(cfg({"method": "raster", "n_points": 10_000,
+                                "budget_fraction": fraction}, {"max_points": max_points}), 2)
+    assert size(1.0, 150) == 144  # 12 x 12: the largest full raster within 150 points
+    assert size(0.5, 150) == 64
+    assert size(0.5, 100_000) == 10_000  # n_points still caps it
 
 
 def test_localised_share_must_be_a_fraction():
