@@ -27,21 +27,20 @@ def initial_design(method: str, n: int, d: int, seed: int, interleaved: bool = F
 
 
 def raster(n: int, d: int, interleaved: bool = False) -> np.ndarray:
-    """A coarse regular grid of k^d >= n points (k = ceil(n^(1/d))), edges included, in
+    """A coarse regular grid of :func:`raster_shape` (n, d) points, edges included, in
     boustrophedon (serpentine) order so that consecutive points are neighbours: the cheapest
     way to cover the space when moves cost time. Truncated to n points.
 
     ``interleaved``: the same grid in two passes, the even planes of the slowest axis first
     (rows, in 2-D), then the odd ones on the way back; each pass is a serpentine and every
-    move but one per pass is to a neighbour. The first pass alone is a complete raster at
-    twice the spacing along the slowest axis (:func:`first_pass_size` points).
+    move but one per row change is to a neighbour. The first pass alone is a complete
+    raster at twice the spacing along the slowest axis (:func:`first_pass_size` points).
     """
-    k = max(int(np.ceil(n ** (1.0 / d) - 1e-9)), 2)
-    axis = np.linspace(0.0, 1.0, k)
+    axes = [np.linspace(0.0, 1.0, k) for k in raster_shape(n, d)]
     if not interleaved:
-        return _snake([axis] * d)[:n]
-    first = _snake([axis[0::2]] + [axis] * (d - 1))
-    second = _snake([axis[1::2][::-1]] + [axis] * (d - 1))
+        return _snake(axes)[:n]
+    first = _snake([axes[0][0::2]] + axes[1:])
+    second = _snake([axes[0][1::2][::-1]] + axes[1:])
     mirrored = second.copy()
     mirrored[:, -1] = 1.0 - mirrored[:, -1]  # the same pass, fastest axis run the other way
     if np.abs(mirrored[0] - first[-1]).max() < np.abs(second[0] - first[-1]).max():
@@ -49,10 +48,27 @@ def raster(n: int, d: int, interleaved: bool = False) -> np.ndarray:
     return np.vstack([first, second])[:n]
 
 
+def raster_shape(n: int, d: int) -> tuple[int, ...]:
+    """Points per axis (slowest first) of the raster of n points: k+1 on the j fastest axes
+    and k on the others when n = k^(d-j) (k+1)^j (:func:`raster_sizes`), else k = ceil(n^(1/d))
+    on every axis (then truncated)."""
+    k = max(int(np.floor(n ** (1.0 / d) + 1e-9)), 2)
+    for j in range(d + 1):
+        if k ** (d - j) * (k + 1) ** j == n:
+            return (k,) * (d - j) + (k + 1,) * j
+    return (max(int(np.ceil(n ** (1.0 / d) - 1e-9)), 2),) * d
+
+
+def raster_sizes(k: int, d: int) -> list[int]:
+    """Full raster sizes from k^d to (k+1)^d, one axis more at a time: the steps a raster
+    sized to a budget may take (a square grid alone wastes up to a row of beamtime)."""
+    return [k ** (d - j) * (k + 1) ** j for j in range(d + 1)]
+
+
 def first_pass_size(n: int, d: int) -> int:
     """Points in the first pass of ``raster(n, d, interleaved=True)``."""
-    k = max(int(np.ceil(n ** (1.0 / d) - 1e-9)), 2)
-    return min(((k + 1) // 2) * k ** (d - 1), n)
+    shape = raster_shape(n, d)
+    return min((shape[0] + 1) // 2 * int(np.prod(shape[1:])), n)
 
 
 def residual_share(x: np.ndarray, y: np.ndarray) -> float:

@@ -24,6 +24,7 @@ from agent.design import (
     first_pass_size,
     initial_design,
     raster,
+    raster_sizes,
     residual_share,
 )
 from agent.errors import AgentError, MessageError
@@ -599,8 +600,9 @@ def design_size(config: EngineConfig, d: int) -> int:
     largest full k^d raster (k >= 2) within n_points and within ``budget_fraction`` (default
     a third) of ``stop.max_points``, so that the coarse raster always covers the whole space
     (a raster cut short by the point budget leaves part of the sample unseen). With
-    ``budget_fraction`` and ``stop.max_time_s`` also within that fraction of the beamtime
-    (:func:`raster_beamtime_s`)."""
+    ``budget_fraction`` the raster may have k+1 points on some axes
+    (:func:`agent.design.raster_sizes`), and with ``stop.max_time_s`` it also fits that
+    fraction of the beamtime (:func:`raster_beamtime_s`)."""
     design = config.initial_design
     n = design.n_points
     if design.method != "raster":
@@ -609,17 +611,23 @@ def design_size(config: EngineConfig, d: int) -> int:
     if config.stop.max_points is not None:
         n = min(n, int(config.stop.max_points * (fraction or 1 / 3) + 1e-9))
     k = max(int(np.floor(max(n, 1) ** (1.0 / d) + 1e-9)), 2)
-    if fraction is not None and config.stop.max_time_s is not None:
-        while k > 2 and raster_beamtime_s(config, k) > fraction * config.stop.max_time_s + 1e-9:
-            k -= 1
-    return k ** d
+    if fraction is None:
+        return k ** d
+    sizes = [m for j in range(k, 1, -1) for m in raster_sizes(j, d)[::-1] if m <= n]
+    for m in sorted(set(sizes), reverse=True):
+        if config.stop.max_time_s is None or \
+                raster_beamtime_s(config, m) <= fraction * config.stop.max_time_s + 1e-9:
+            return m
+    return 2 ** d
 
 
-def raster_beamtime_s(config: EngineConfig, k: int) -> float:
-    """Beamtime (s) of the full k^d serpentine raster: overhead_s per point plus the moves
-    between neighbours (motors in parallel, :func:`agent.travel.travel_time_s`)."""
+def raster_beamtime_s(config: EngineConfig, n: int) -> float:
+    """Beamtime (s) of the raster of n points the config runs (serpentine, or interleaved
+    with ``localised_share``; :func:`agent.design.raster`): overhead_s per point plus the
+    moves (motors in parallel, :func:`agent.travel.travel_time_s`)."""
     space = Space(config)
-    pts = space.to_eng(raster(k ** space.d, space.d))
+    interleaved = config.initial_design.localised_share is not None
+    pts = space.to_eng(raster(n, space.d, interleaved))
     moves = np.max(np.abs(np.diff(pts, axis=0)) / space.velocity, axis=1)
     return float(len(pts) * config.overhead_s + np.sum(moves))
 

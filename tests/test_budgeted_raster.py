@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from agent.config import ConfigError, make_engine_config
-from agent.design import first_pass_size, raster, residual_share
+from agent.design import first_pass_size, raster, raster_shape, raster_sizes, residual_share
 from agent.engine import Engine, design_size, raster_beamtime_s
 from agent.messages import Measurement
 
@@ -22,16 +22,30 @@ def cfg(design, stop=None):
 def test_raster_beamtime_counts_overhead_and_neighbour_moves():
     # 20 x 20 over 20 mm: 400 * 0.5 s + 399 moves of 20/19 mm at 5 mm/s
     c = cfg({"method": "raster", "n_points": 400})
-    assert raster_beamtime_s(c, 20) == pytest.approx(400 * 0.5 + 399 * (20 / 19) / 5.0)
+    assert raster_beamtime_s(c, 400) == pytest.approx(400 * 0.5 + 399 * (20 / 19) / 5.0)
+    # interleaved: each pass's 9 row changes are 2 steps long
+    c = cfg({"method": "raster", "n_points": 400, "localised_share": 0.4})
+    assert raster_beamtime_s(c, 400) == pytest.approx(400 * 0.5 + 417 * (20 / 19) / 5.0)
+    # 19 rows of 20: 18 row changes of 20/18 mm, 19 * 19 steps of 20/19 mm along the rows
+    assert raster_shape(380, 2) == (19, 20)
+    c = cfg({"method": "raster", "n_points": 400})
+    assert raster_beamtime_s(c, 380) == pytest.approx(
+        380 * 0.5 + (18 * 20 / 18 + 19 * 19 * 20 / 19) / 5.0)
 
 
-@pytest.mark.parametrize("fraction, budget, k", [(1.0, 284.1, 20), (0.5, 284.1, 13),
-                                                 (1.0, 95.0, 10)])
-def test_budget_fraction_sizes_the_largest_raster_that_fits(fraction, budget, k):
-    c = cfg({"method": "raster", "n_points": 10_000, "budget_fraction": fraction},
-            {"max_points": 100_000, "max_time_s": budget})
-    assert design_size(c, 2) == k * k
-    assert raster_beamtime_s(c, k) <= fraction * budget < raster_beamtime_s(c, k + 1)
+@pytest.mark.parametrize("fraction, budget", [(1.0, 284.1), (0.5, 284.1), (1.0, 95.0)])
+@pytest.mark.parametrize("interleaved", [False, True])
+def test_budget_fraction_sizes_the_largest_raster_that_fits(fraction, budget, interleaved):
+    design = {"method": "raster", "n_points": 10_000, "budget_fraction": fraction}
+    if interleaved:
+        design["localised_share"] = 0.4
+    c = cfg(design, {"max_points": 100_000, "max_time_s": budget})
+    m = design_size(c, 2)
+    if budget == 284.1 and fraction == 1.0:  # the beamtime of the 20 x 20 serpentine
+        assert m == (400 if not interleaved else 380)
+    sizes = sorted({s for k in range(2, 30) for s in raster_sizes(k, 2)})
+    assert raster_beamtime_s(c, m) <= fraction * budget
+    assert raster_beamtime_s(c, sizes[sizes.index(m) + 1]) > fraction * budget
 
 
 def test_budget_fraction_of_a_point_budget():
@@ -39,7 +53,7 @@ def test_budget_fraction_of_a_point_budget():
         return design_size(cfg({"method": "raster", "n_points": 10_000,
                                 "budget_fraction": fraction}, {"max_points": max_points}), 2)
     assert size(1.0, 150) == 144  # 12 x 12: the largest full raster within 150 points
-    assert size(0.5, 150) == 64
+    assert size(0.5, 150) == 72  # 8 x 9
     assert size(0.5, 100_000) == 10_000  # n_points still caps it
 
 
@@ -54,6 +68,7 @@ def test_interleaved_raster_is_the_same_grid_in_two_serpentine_passes(k):
     assert sorted(map(tuple, plain.round(9))) == sorted(map(tuple, inter.round(9)))
     n1 = first_pass_size(k * k, 2)
     assert n1 == ((k + 1) // 2) * k
+    assert first_pass_size(k * (k + 1), 2) == ((k + 1) // 2) * (k + 1)
     step = 1.0 / (k - 1)
     for part in (inter[:n1], inter[n1:]):
         hops = np.max(np.abs(np.diff(part, axis=0)), axis=1)
