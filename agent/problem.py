@@ -32,6 +32,10 @@ class Problem(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     coordinates: list[CoordinateConfig] = Field(min_length=1, max_length=12)
     value: Annotated[str, Field(min_length=1, max_length=64)]
+    max_points: int | None = Field(default=None, ge=1, description="the run's point budget "
+                                   "(gp_scan's max_points): replaces the agent config's "
+                                   "stop.max_points, so that a design sized to the budget "
+                                   "(initial_design.budget_fraction) fits this run")
 
     @property
     def names(self) -> list[str]:
@@ -98,7 +102,11 @@ class ModelSettings:
         if self.default is not None and check_default:
             problem.check_same(self.default, "the agent config")
         settings = {k: v for k, v in dict(self.template).items() if k not in PROBLEM_KEYS}
-        return EngineConfig.model_validate({**settings, **dict(problem)})
+        if problem.max_points is not None:
+            settings["stop"] = self.template.stop.model_copy(
+                update={"max_points": problem.max_points})
+        return EngineConfig.model_validate(
+            {**settings, "coordinates": problem.coordinates, "value": problem.value})
 
     def to_jsonable(self) -> dict[str, Any]:
         """The settings (and default problem, if any) as the ``config`` reply gives them."""

@@ -7,7 +7,10 @@ beamtime of the full 20 x 20 serpentine raster (284 s). Each method is measured 
 and T:
 
 - ``agent``: the engine with the settings under test (``--agent-config``, ``--set``), asking
-  one point at a time from where the motors are;
+  one point at a time from where the motors are. Anytime (default): one run until T, scored
+  at each checkpoint. ``--budgeted``: one run per checkpoint, told its beamtime as
+  ``stop.max_time_s``, as a scientist who books beamtime does (the coarse raster knows its
+  stop time too; an anytime agent cannot, and must be non-uniform at some checkpoint);
 - ``raster``: the 20 x 20 serpentine raster, stopped at the checkpoint (at T it is complete);
 - ``coarse``: the best full k x k serpentine raster whose beamtime fits the checkpoint: the
   largest k that fits (k = 10 at T/3, 13 at T/2, 20 at T).
@@ -53,7 +56,7 @@ Also (``--gpcam-example``, on by default): the seed's gpCAM example, the instrum
 sin(|x|) on [[3, 45.8], [4, 47]], 10 initial points, no travel, noise-free: RMSE of the
 agent's map at 300 points vs 300 uniformly random points (same GP scoring, 201 x 201 grid).
 
-    .venv/bin/python benchmarks/bench_map_kinds.py [--quick] [--seeds 0 1 2]
+    .venv/bin/python benchmarks/bench_map_kinds.py [--quick] [--budgeted] [--seeds 0 1 2]
         [--split tuning|heldout|all] [--kinds boundary sparse ...] [--jobs 2]
         [--agent-config configs/agent.yaml] [--set key=json ...] [--no-figures]
 

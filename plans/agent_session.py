@@ -74,10 +74,10 @@ def value_name(agent_config: dict, reducer, value: str | None) -> str:
 
 def run_problem(agent_config: dict, motors: Sequence, bounds: Sequence[Bounds],
                 units: Sequence[str], velocities: Sequence[float | None], reducer,
-                value: str | None) -> dict[str, Any]:
+                value: str | None, max_points: int | None = None) -> dict[str, Any]:
     """The run's problem (``agent.problem.Problem`` as JSON): coordinates with the plan's
     bounds, the motors' units and velocities (the agent config's where a motor gives none),
-    and the value name."""
+    the value name, and the plan's point budget if it has one."""
     names = coordinate_names(agent_config, motors, reducer)
     defaults = {c["name"]: c for c in agent_config.get("coordinates") or []}
     coordinates = []
@@ -86,7 +86,8 @@ def run_problem(agent_config: dict, motors: Sequence, bounds: Sequence[Bounds],
         coordinates.append({"name": name, "low": lo, "high": hi,
                             "units": egu or default.get("units", ""),
                             "velocity": velocity or default.get("velocity")})
-    return {"coordinates": coordinates, "value": value_name(agent_config, reducer, value)}
+    problem = {"coordinates": coordinates, "value": value_name(agent_config, reducer, value)}
+    return problem if max_points is None else {**problem, "max_points": max_points}
 
 
 def start_agent_session(agent, run_uid: str, problem: dict[str, Any],

@@ -485,8 +485,12 @@ def gp_scan(
         velocities = []
         for motor in motors:
             velocities.append((yield from motor_velocity(motor)))
-        problem = run_problem(agent_config, motors, bounds, units, velocities, reducer, value)
+        problem = run_problem(agent_config, motors, bounds, units, velocities, reducer, value,
+                              max_points)
         agent_config = {**agent_config, **problem}  # the config of this run's agent session
+        if "max_points" in problem:  # the session stops at the plan's budget
+            agent_config["stop"] = {**(agent_config.get("stop") or {}),
+                                    "max_points": agent_config.pop("max_points")}
     coordinates = check_agent(agent_config, motors, bounds, max_points, units)
     if reducer is not None:
         check_reducer(reducer, coordinates, motors)

@@ -118,3 +118,18 @@ def test_engine_skips_the_second_pass_only_where_the_error_is_localised(f, secon
     if second_pass:  # the second pass runs to the end of the raster, then the GP takes over
         assert _run(e, f, 100 - n1) == "gp"
     e.close()
+
+
+def test_a_runs_point_budget_sizes_its_sessions_raster():
+    from agent.problem import ModelSettings, Problem
+
+    settings = ModelSettings.from_section({
+        "stop": {"max_points": 300, "max_time_s": 600.0}, "overhead_s": 0.5,
+        "initial_design": {"method": "raster", "n_points": 2500, "budget_fraction": 1.0}})
+    coord = {"name": "x", "low": -10, "high": 10, "velocity": 5.0}
+    problem = {"coordinates": [coord, {**coord, "name": "y"}], "value": "det"}
+    default = settings.engine_config(Problem(**problem))
+    run = settings.engine_config(Problem(**problem, max_points=100))
+    assert default.stop.max_points == 300 and design_size(default, 2) == 289  # 17 x 17
+    assert run.stop.max_points == 100 and design_size(run, 2) == 100  # 10 x 10
+    assert run.stop.max_time_s == 600.0  # the rest of the stop is the agent config's

@@ -134,6 +134,21 @@ async def test_runs_keep_their_data_apart_continue_by_uid_and_survive_a_restart(
         c.close()
 
 
+async def test_a_runs_point_budget_stops_its_session_and_only_its_session(service):
+    _, address = service()
+    client = AgentClient(address, timeout_s=10)
+    try:
+        started = await client.start_session("run-5", {**problem(), "max_points": 5})
+        assert started.config["stop"]["max_points"] == 5
+        await measure(client, "run-5", 5, offset=0.0)
+        done = await client.ask(1)
+        assert done.phase == "done" and "max_points" in done.stop_reason
+        started = await client.start_session("run-free", problem())
+        assert started.config["stop"]["max_points"] == MODEL_ONLY["stop"]["max_points"]
+    finally:
+        client.close()
+
+
 async def test_idle_engines_unload_beyond_the_limit_and_rebuild_with_their_data():
     from agent.problem import ModelSettings
     from agent.service import serve_in_thread
