@@ -21,6 +21,7 @@ from bluesky import plan_stubs as bps
 from bluesky.utils import MsgGenerator
 
 from agent.errors import AgentRequestError
+from agent.problem import BUDGET_KEYS
 from plans import tasks
 from plans.errors import PlanArgumentError
 from plans.preflight import Bounds
@@ -74,10 +75,11 @@ def value_name(agent_config: dict, reducer, value: str | None) -> str:
 
 def run_problem(agent_config: dict, motors: Sequence, bounds: Sequence[Bounds],
                 units: Sequence[str], velocities: Sequence[float | None], reducer,
-                value: str | None, max_points: int | None = None) -> dict[str, Any]:
+                value: str | None, budget: dict[str, float | None] | None = None
+                ) -> dict[str, Any]:
     """The run's problem (``agent.problem.Problem`` as JSON): coordinates with the plan's
     bounds, the motors' units and velocities (the agent config's where a motor gives none),
-    the value name, and the plan's point budget if it has one."""
+    the value name, and the plan's budget (``max_points``, ``max_time_s``) where given."""
     names = coordinate_names(agent_config, motors, reducer)
     defaults = {c["name"]: c for c in agent_config.get("coordinates") or []}
     coordinates = []
@@ -87,7 +89,17 @@ def run_problem(agent_config: dict, motors: Sequence, bounds: Sequence[Bounds],
                             "units": egu or default.get("units", ""),
                             "velocity": velocity or default.get("velocity")})
     problem = {"coordinates": coordinates, "value": value_name(agent_config, reducer, value)}
-    return problem if max_points is None else {**problem, "max_points": max_points}
+    return {**problem, **{k: v for k, v in (budget or {}).items() if v is not None}}
+
+
+def session_config(agent_config: dict, problem: dict[str, Any]) -> dict:
+    """The config of the run's agent session: the agent's with the run's problem, and the
+    run's budget in its ``stop`` (``agent.problem.ModelSettings.engine_config``)."""
+    budget = {k: problem[k] for k in BUDGET_KEYS if k in problem}
+    config = {**agent_config, **{k: v for k, v in problem.items() if k not in budget}}
+    if budget:
+        config["stop"] = {**(agent_config.get("stop") or {}), **budget}
+    return config
 
 
 def start_agent_session(agent, run_uid: str, problem: dict[str, Any],

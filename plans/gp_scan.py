@@ -28,7 +28,7 @@ from agent.errors import AgentTimeoutError
 from agent.messages import Proposal
 from plans import tasks
 from plans.agent_device import AgentDevice, agent_client
-from plans.agent_session import in_session, motor_velocity, run_problem
+from plans.agent_session import in_session, motor_velocity, run_problem, session_config
 from plans.errors import MoveVerificationError, PlanArgumentError, PlanError
 from plans.preflight import Bounds, check_bounds, check_fields, motor_tolerance
 from plans.provenance import STREAM, ProposalRecorder
@@ -147,7 +147,8 @@ def check_reducer(reducer, coordinates: Sequence[str], motors: Sequence) -> None
 
 def start_metadata(detectors, motors, bounds: Sequence[Bounds], args, agent_config: dict,
                    max_points: int | None, tolerance: float | None, md: dict | None,
-                   continue_session: str | None = None) -> dict:
+                   continue_session: str | None = None, max_time_s: float | None = None
+                   ) -> dict:
     """The start document's plan arguments and agent configuration (provenance). A run that
     continues an agent session names it in ``agent_session`` (otherwise the run's own uid
     is its session's)."""
@@ -157,6 +158,7 @@ def start_metadata(detectors, motors, bounds: Sequence[Bounds], args, agent_conf
             "detectors": [d.name for d in detectors],
             "args": [x.name if hasattr(x, "name") else list(x) for x in args],
             "max_points": max_points,
+            "max_time_s": max_time_s,
             "tolerance": tolerance,
             "continue_session": continue_session,
         },
@@ -400,6 +402,7 @@ def gp_scan(
     agent: AgentDevice,
     reducer: Callable | None = None,
     max_points: int | None = None,
+    max_time_s: float | None = None,
     tolerance: float | None = None,
     ask_timeout_s: float = 30.0,
     value: str | None = None,
@@ -438,6 +441,13 @@ def gp_scan(
         (another process).
     max_points : int, optional
         Point budget of this run, points; None leaves the stop to the agent's own condition.
+        The run's agent session stops at it too, and sizes a budget-sized start-up design
+        (``initial_design.budget_fraction``) to it.
+    max_time_s : float, optional
+        Beamtime budget of this run, s (wall clock from the start of its agent session):
+        the agent then proposes 'done', and sizes a budget-sized design to it with its
+        travel model (the motors' velocities and ``overhead_s``). Needs an agent with run
+        sessions.
     tolerance : float, optional
         |readback - target| accepted after a move, in each motor's EGU, for every motor;
         default each motor's RDBD (1e-3 EGU where a motor has none).
@@ -470,12 +480,15 @@ def gp_scan(
     Notes
     -----
     The stop document's ``reason`` says why a successful run ended: the agent's stop reason
-    (phase 'done') or the plan's ``max_points`` budget; it is logged at INFO as well.
+    (phase 'done', e.g. ``max_time_s``) or the plan's ``max_points`` budget; it is logged at
+    INFO as well.
     """
     agent = agent_client(agent)
     motors, bounds = parse_motor_bounds(args)
     if max_points is not None and max_points < 1:
         raise PlanArgumentError(f"max_points={max_points}: must be >= 1")
+    if max_time_s is not None and not max_time_s > 0:
+        raise PlanArgumentError(f"max_time_s={max_time_s}: must be > 0")
     units = yield from check_bounds(motors, bounds)
     agent_config = yield from tasks.run_coroutine(agent.config)
     if agent_config.get("coordinates"):  # the agent's own problem: the plan's must match
@@ -485,12 +498,13 @@ def gp_scan(
         velocities = []
         for motor in motors:
             velocities.append((yield from motor_velocity(motor)))
+        budget = {"max_points": max_points, "max_time_s": max_time_s}
         problem = run_problem(agent_config, motors, bounds, units, velocities, reducer, value,
-                              max_points)
-        agent_config = {**agent_config, **problem}  # the config of this run's agent session
-        if "max_points" in problem:  # the session stops at the plan's budget
-            agent_config["stop"] = {**(agent_config.get("stop") or {}),
-                                    "max_points": agent_config.pop("max_points")}
+                              budget)
+        agent_config = session_config(agent_config, problem)
+    elif max_time_s is not None:
+        raise PlanArgumentError(f"max_time_s={max_time_s}: the agent {type(agent).__name__} "
+                                "has no run sessions to give the budget to")
     coordinates = check_agent(agent_config, motors, bounds, max_points, units)
     if reducer is not None:
         check_reducer(reducer, coordinates, motors)
@@ -500,7 +514,7 @@ def gp_scan(
         tolerances.append(tolerance if tolerance is not None else
                           (yield from motor_tolerance(motor, DEFAULT_TOLERANCE)))
     _md = start_metadata(detectors, motors, bounds, args, agent_config, max_points, tolerance,
-                         md, continue_session)
+                         md, continue_session, max_time_s)
     steps = measure_points(detectors, motors, tolerances, coordinates, agent,
                            ProposalRecorder(coordinates, units), max_points, ask_timeout_s,
                            bounds)
