@@ -59,8 +59,9 @@ class InitialDesignConfig(_Strict):
     n_points: int = Field(default=16, ge=2, le=10_000)
     budget_fraction: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = Field(
         default=None, description="raster only: the largest full raster (within n_points) "
-        "that fits this fraction of the run's budget: of stop.max_points and of "
-        "stop.max_time_s (beamtime by the travel model: velocities, overhead_s). A run that "
+        "that fits this fraction of the run's budget (its plan's, else stop's): of "
+        "max_points and of max_time_s (beamtime by the travel model: velocities, "
+        "overhead_s). A run that "
         "knows its budget covers the sample at the finest spacing it can afford. None: a "
         "third of max_points")
     localised_share: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] | None = Field(
@@ -98,6 +99,14 @@ class StopConfig(_Strict):
     target_uncertainty: PositiveFloat | None = Field(
         default=None, description="posterior std target over a check grid, value units")
     uncertainty_statistic: Literal["max", "mean"] = "max"
+
+
+class RunBudget(_Strict):
+    """A run's budget as its plan states it (gp_scan's max_points and max_time_s). The plan
+    enforces it; the engine sizes a budget-sized start-up design to it."""
+
+    max_points: int | None = Field(default=None, ge=1, description="points")
+    max_time_s: PositiveFloat | None = Field(default=None, description="s of beamtime")
 
 
 class EngineConfig(_Strict):
@@ -158,6 +167,9 @@ class EngineConfig(_Strict):
     initial_design: InitialDesignConfig = InitialDesignConfig()
     training: TrainingConfig = TrainingConfig()
     stop: StopConfig
+    budget: RunBudget | None = Field(
+        default=None, description="the run's budget, set by its plan: sizes a budget-sized "
+        "start-up design (initial_design.budget_fraction) in place of stop")
     seed: int = 0
     overhead_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
         default=0.0, description="per-point time besides motion (exposure, settling), s")

@@ -601,24 +601,36 @@ def design_size(config: EngineConfig, d: int) -> int:
     a third) of ``stop.max_points``, so that the coarse raster always covers the whole space
     (a raster cut short by the point budget leaves part of the sample unseen). With
     ``budget_fraction`` the raster may have k+1 points on some axes
-    (:func:`agent.design.raster_sizes`), and with ``stop.max_time_s`` it also fits that
-    fraction of the beamtime (:func:`raster_beamtime_s`)."""
+    (:func:`agent.design.raster_sizes`), and with a time budget it also fits that fraction
+    of the beamtime (:func:`raster_beamtime_s`). The budget is the run's
+    (:func:`run_budget`)."""
     design = config.initial_design
     n = design.n_points
     if design.method != "raster":
         return n
     fraction = design.budget_fraction
-    if config.stop.max_points is not None:
-        n = min(n, int(config.stop.max_points * (fraction or 1 / 3) + 1e-9))
+    max_points, max_time_s = run_budget(config)
+    if max_points is not None:
+        n = min(n, int(max_points * (fraction or 1 / 3) + 1e-9))
     k = max(int(np.floor(max(n, 1) ** (1.0 / d) + 1e-9)), 2)
     if fraction is None:
         return k ** d
     sizes = [m for j in range(k, 1, -1) for m in raster_sizes(j, d)[::-1] if m <= n]
     for m in sorted(set(sizes), reverse=True):
-        if config.stop.max_time_s is None or \
-                raster_beamtime_s(config, m) <= fraction * config.stop.max_time_s + 1e-9:
+        if max_time_s is None or raster_beamtime_s(config, m) <= fraction * max_time_s + 1e-9:
             return m
     return 2 ** d
+
+
+def run_budget(config: EngineConfig) -> tuple[int | None, float | None]:
+    """(max_points, max_time_s) of the run: its plan's (``config.budget``) where given, else
+    the stop condition's."""
+    b = config.budget
+    points = b.max_points if b is not None and b.max_points is not None else \
+        config.stop.max_points
+    time_s = b.max_time_s if b is not None and b.max_time_s is not None else \
+        config.stop.max_time_s
+    return points, time_s
 
 
 def raster_beamtime_s(config: EngineConfig, n: int) -> float:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 from agent.config import ConfigError, CoordinateConfig, EngineConfig, make_engine_config
 
 PROBLEM_KEYS = ("coordinates", "value")
-#: a run's budget, which replaces the same keys of the agent config's ``stop``
+#: a run's budget (agent.config.RunBudget): what its plan says it will spend
 BUDGET_KEYS = ("max_points", "max_time_s")
 # stands in for the problem while the model settings alone are validated
 _PLACEHOLDER = {"coordinates": [{"name": "_", "low": 0.0, "high": 1.0}], "value": "_"}
@@ -34,12 +34,10 @@ class Problem(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     coordinates: list[CoordinateConfig] = Field(min_length=1, max_length=12)
     value: Annotated[str, Field(min_length=1, max_length=64)]
-    # the run's budget (gp_scan's max_points and max_time_s): replaces the agent config's
-    # stop.max_points / stop.max_time_s, so that a design sized to the budget
-    # (initial_design.budget_fraction) fits this run
+    # the run's budget (gp_scan's max_points and max_time_s, which the plan enforces): the
+    # engine's config.budget, so that a design sized to the budget fits this run
     max_points: int | None = Field(default=None, ge=1, description="points")
-    max_time_s: PositiveFloat | None = Field(default=None, description="s, from the start "
-                                             "of the session")
+    max_time_s: PositiveFloat | None = Field(default=None, description="s of beamtime")
 
     @property
     def names(self) -> list[str]:
@@ -108,7 +106,7 @@ class ModelSettings:
         settings = {k: v for k, v in dict(self.template).items() if k not in PROBLEM_KEYS}
         budget = {k: v for k, v in dict(problem).items() if k in BUDGET_KEYS and v is not None}
         if budget:
-            settings["stop"] = self.template.stop.model_copy(update=budget)
+            settings["budget"] = budget
         return EngineConfig.model_validate(
             {**settings, "coordinates": problem.coordinates, "value": problem.value})
 

@@ -93,13 +93,11 @@ def run_problem(agent_config: dict, motors: Sequence, bounds: Sequence[Bounds],
 
 
 def session_config(agent_config: dict, problem: dict[str, Any]) -> dict:
-    """The config of the run's agent session: the agent's with the run's problem, and the
-    run's budget in its ``stop`` (``agent.problem.ModelSettings.engine_config``)."""
+    """The config of the run's agent session: the agent's with the run's problem, the run's
+    budget as its ``budget`` (``agent.problem.ModelSettings.engine_config``)."""
     budget = {k: problem[k] for k in BUDGET_KEYS if k in problem}
     config = {**agent_config, **{k: v for k, v in problem.items() if k not in budget}}
-    if budget:
-        config["stop"] = {**(agent_config.get("stop") or {}), **budget}
-    return config
+    return {**config, "budget": budget} if budget else config
 
 
 def start_agent_session(agent, run_uid: str, problem: dict[str, Any],

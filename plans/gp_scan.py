@@ -304,8 +304,8 @@ def release_unmeasured(agent, unmeasured: Unmeasured,
 
 def measure_points(detectors, motors, tolerances, coordinates: Sequence[str], agent,
                    recorder: ProposalRecorder, max_points: int | None,
-                   ask_timeout_s: float, bounds: Sequence[Bounds] | None = None
-                   ) -> MsgGenerator[str]:
+                   ask_timeout_s: float, bounds: Sequence[Bounds] | None = None,
+                   max_time_s: float | None = None) -> MsgGenerator[str]:
     """For each point: record the proposal, move (verified), trigger and read; until a stop.
 
     The next proposal is requested as soon as the current one is known, so the agent decides
@@ -314,6 +314,7 @@ def measure_points(detectors, motors, tolerances, coordinates: Sequence[str], ag
     point in progress is re-taken from its move. A run that ends early (abort, stop, error;
     not halt, which runs no cleanup) hands its unmeasured proposals back to the agent.
     Each proposal is checked (``check_proposal``) against ``bounds`` (default: unbounded).
+    No point is started once ``max_time_s`` (wall clock from the first step) has passed.
 
     Returns why the run ended: the agent's stop reason or the plan's budget (also logged).
     """
@@ -323,11 +324,16 @@ def measure_points(detectors, motors, tolerances, coordinates: Sequence[str], ag
     reconnect = Reconnector(detectors, motors)
 
     def steps() -> MsgGenerator[str]:
-        measured = 0
+        measured, started = 0, time.monotonic()
         yield from reconnect.start()
         yield from bps.checkpoint()
         while max_points is None or measured < max_points:
             asked = time.monotonic()
+            if max_time_s is not None and asked - started >= max_time_s:
+                reason = (f"max_time_s={max_time_s} reached after {measured} points "
+                          "(the plan's budget)")
+                logger.info("gp_scan: %s", reason)
+                return reason
             proposal: Proposal = yield from wait_for_proposal(unmeasured.prefetch, agent,
                                                               ask_timeout_s)
             unmeasured.prefetch = None
@@ -441,13 +447,12 @@ def gp_scan(
         (another process).
     max_points : int, optional
         Point budget of this run, points; None leaves the stop to the agent's own condition.
-        The run's agent session stops at it too, and sizes a budget-sized start-up design
+        The run's agent session sizes a budget-sized start-up design
         (``initial_design.budget_fraction``) to it.
     max_time_s : float, optional
-        Beamtime budget of this run, s (wall clock from the start of its agent session):
-        the agent then proposes 'done', and sizes a budget-sized design to it with its
-        travel model (the motors' velocities and ``overhead_s``). Needs an agent with run
-        sessions.
+        Beamtime budget of this run, s of wall clock from its first point (pauses count):
+        no point is started after it. The run's agent session sizes a budget-sized design
+        to it with its travel model (the motors' velocities and ``overhead_s``).
     tolerance : float, optional
         |readback - target| accepted after a move, in each motor's EGU, for every motor;
         default each motor's RDBD (1e-3 EGU where a motor has none).
@@ -480,7 +485,7 @@ def gp_scan(
     Notes
     -----
     The stop document's ``reason`` says why a successful run ended: the agent's stop reason
-    (phase 'done', e.g. ``max_time_s``) or the plan's ``max_points`` budget; it is logged at
+    (phase 'done') or the plan's budget (``max_points``, ``max_time_s``); it is logged at
     INFO as well.
     """
     agent = agent_client(agent)
@@ -502,9 +507,6 @@ def gp_scan(
         problem = run_problem(agent_config, motors, bounds, units, velocities, reducer, value,
                               budget)
         agent_config = session_config(agent_config, problem)
-    elif max_time_s is not None:
-        raise PlanArgumentError(f"max_time_s={max_time_s}: the agent {type(agent).__name__} "
-                                "has no run sessions to give the budget to")
     coordinates = check_agent(agent_config, motors, bounds, max_points, units)
     if reducer is not None:
         check_reducer(reducer, coordinates, motors)
@@ -517,7 +519,7 @@ def gp_scan(
                          md, continue_session, max_time_s)
     steps = measure_points(detectors, motors, tolerances, coordinates, agent,
                            ProposalRecorder(coordinates, units), max_points, ask_timeout_s,
-                           bounds)
+                           bounds, max_time_s)
     steps = in_session(agent, problem, continue_session, steps)
     plan = bpp.stage_wrapper(run_reporting_reason(steps, md=_md), [*detectors, *motors])
     if reducer is not None:

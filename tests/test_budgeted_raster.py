@@ -131,5 +131,5 @@ def test_a_runs_point_budget_sizes_its_sessions_raster():
     default = settings.engine_config(Problem(**problem))
     run = settings.engine_config(Problem(**problem, max_points=100))
     assert default.stop.max_points == 300 and design_size(default, 2) == 289  # 17 x 17
-    assert run.stop.max_points == 100 and design_size(run, 2) == 100  # 10 x 10
-    assert run.stop.max_time_s == 600.0  # the rest of the stop is the agent config's
+    assert run.budget.max_points == 100 and design_size(run, 2) == 100  # 10 x 10
+    assert run.stop == default.stop  # the plan enforces its budget; the stop is the config's

@@ -171,12 +171,12 @@ def test_max_time_s_is_the_runs_beamtime_budget(RE, beamlines, local_agent):
     took = time.monotonic() - t0
     stop = next(d for n, d in docs.docs if n == "stop")
     assert stop["exit_status"] == "success"
-    assert "max_time_s reached" in stop["reason"]
+    assert "max_time_s=3.0 reached" in stop["reason"]
     assert 3.0 <= took < 10.0
     assert 0 < len(docs.stream("primary")) < 200  # the config's own budget is 200 points
     start = docs.start()
     assert start["plan_args"]["max_time_s"] == 3.0
-    assert start["agent_config"]["stop"]["max_time_s"] == 3.0
+    assert start["agent_config"]["budget"] == {"max_time_s": 3.0}  # the session's
 
 
 def test_refuses_bounds_outside_motor_limits(RE, beamlines, local_agent):
