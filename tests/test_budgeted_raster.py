@@ -72,8 +72,9 @@ def test_interleaved_raster_is_the_same_grid_in_two_serpentine_passes(k):
     step = 1.0 / (k - 1)
     for part in (inter[:n1], inter[n1:]):
         hops = np.max(np.abs(np.diff(part, axis=0)), axis=1)
-        assert np.allclose(hops, 2 * step) is False  # moves along rows are one step
-        assert np.sum(~np.isclose(hops, step)) <= (k + 1) // 2  # row changes: 2 steps
+        # every move is one step along a row, except the row changes (two steps)
+        assert np.all(np.isclose(hops, step) | np.isclose(hops, 2 * step))
+        assert np.sum(~np.isclose(hops, step)) <= (k + 1) // 2
     assert np.max(np.abs(inter[n1] - inter[n1 - 1])) == pytest.approx(step)
     assert set(np.round(inter[:n1, 0] / step).astype(int)) == set(range(0, k, 2))
 
