@@ -132,6 +132,7 @@ class RunSession:
         return {**info, "n_measurements": s["n_measurements"], "n_failed": s["n_failed"],
                 "n_pending": s["n_pending"], "training": s["training"],
                 "acquisition_function": s["acquisition_function"],
+                "initial_design": s["initial_design"],
                 "last_proposal_id": (s["last_proposal"] or {}).get("proposal_id")}
 
     def close(self) -> None:

@@ -67,6 +67,18 @@ def _training(t: dict | None) -> str:
         f", last error {t['last_error']}" if t.get("last_error") else "")
 
 
+def design_summary(design: dict | None) -> str:
+    """The start-up design in a few words: its size and, for an interleaved raster, what
+    was decided after its first pass (``Engine.status()["initial_design"]``)."""
+    if not design:
+        return "-"
+    decision = design.get("raster_decision")
+    if decision is None:
+        return f"{design['n_points']} points"
+    what = "completed" if decision["second_pass"] else "2nd pass skipped"
+    return f"{design['n_points']} points, {what} (share {decision['residual_share']:.2f})"
+
+
 def format_status(address: str, status: dict[str, Any]) -> str:
     """A few readable lines: the service, a table of run sessions, the counters."""
     service, runs = status.get("service", {}), status.get("run_sessions", {})
@@ -75,13 +87,13 @@ def format_status(address: str, status: dict[str, Any]) -> str:
     lines = [f"agent at {address}: up {service.get('uptime_s', 0):.0f} s, "
              f"{len(sessions)} run sessions (current: {runs.get('current', '-')}), "
              f"{clients.get('n_open', 0)} client sessions"]
-    rows = [("session", "runs", "points", "pending", "training", "problem")]
+    rows = [("session", "runs", "points", "pending", "training", "start", "problem")]
     for uid, s in sessions.items():
         problem = f"{s.get('value')} over {', '.join(s.get('coordinates') or [])}"
         rows.append((uid, str(len(s.get("runs") or [])) if uid != "default" else "-",
                      str(s.get("n_measurements", 0)), str(s.get("n_pending", 0)),
                      _training(s.get("training")) if s.get("loaded") else "not loaded",
-                     problem))
+                     design_summary(s.get("initial_design")), problem))
     if len(rows) > 1:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()

@@ -21,6 +21,7 @@ from agent.client import AgentClient
 from agent.config import load_engine_config
 from agent.engine import Engine
 from agent.reducers import ScalarReducer
+from agent.status_cli import design_summary, fetch_status
 from devices import load_beamline_config, make_beamline
 from plans.figure import write_figure
 from plans.gp_scan import gp_scan
@@ -43,6 +44,7 @@ class RunRecord:
     times_s: np.ndarray  # (m,) when each point was recorded, s after the run started
     beamtime_s: float
     proposals: list[dict]  # provenance events' data (agent runs)
+    uid: str = ""  # the run's (its agent session's) uid
 
 
 def record_of(docs: list[tuple[str, dict]]) -> RunRecord:
@@ -58,6 +60,7 @@ def record_of(docs: list[tuple[str, dict]]) -> RunRecord:
         times_s=np.array([t - start["time"] for stream, t in times if stream == "primary"]),
         beamtime_s=stop["time"] - start["time"],
         proposals=[data for stream, data in events if stream == "proposals"],
+        uid=start["uid"],
     )
 
 
@@ -73,6 +76,7 @@ class DemoSession:
         self.addresses, self.out, self.args = addresses, out, args
         self.config = load_beamline_config(beamline_yaml)
         self.RE = RunEngine()  # before connecting ophyd-async devices (FIELD_NOTES)
+        self.design = "-"  # the agent's start-up design, from its status after the run
 
     def abort(self) -> None:
         """After Ctrl-C: the RunEngine pauses; end the run as aborted (documents closed)."""
@@ -107,9 +111,12 @@ class DemoSession:
                        md={"demo": {"sample": self.args.sample, "seed": self.args.seed}})
         try:
             record = self._record(plan, ProgressPrinter("agent", self.args.points), mirror)
+            status = fetch_status(self.addresses["request"], 10.0)
         finally:
             reducer.close()
             client.close()
+        session = status["run_sessions"]["sessions"].get(record.uid, {})
+        self.design = design_summary(session.get("initial_design"))
         return record, received
 
     def raster_size(self, agent_run: RunRecord) -> int:
@@ -197,6 +204,7 @@ class DemoSession:
             "sample": self.args.sample,
             "agent points": len(agent_run.points),
             "agent beamtime": f"{agent_run.beamtime_s:.1f} s",
+            "agent start-up design": self.design,
             "agent scored at the raster's beamtime": f"first {k} points",
             "raster points": f"{n}x{n} = {n * n}",
             "raster beamtime": f"{raster.beamtime_s:.1f} s",

@@ -41,6 +41,8 @@ def test_demo_runs_and_its_documents_replay(tmp_path):
     assert (out / "demo.png").stat().st_size > 10_000
     summary = json.loads((out / "summary.json").read_text())
     assert summary["agent points"] == 20
+    # the shipped start: a 4 x 5 raster sized to the 20 points, decided after its first pass
+    assert summary["agent start-up design"].startswith("20 points, ")
 
     counter = _Counter()
     for path in sorted((out / "documents").glob("*.jsonl")):

@@ -111,6 +111,8 @@ def test_runs_configure_their_sessions_continue_explicitly_and_show_live(setup, 
     assert "2 run sessions" in text
     row = next(line.split() for line in text.splitlines() if line.strip().startswith(uid1))
     assert row[:4] == [uid1, "2", str(2 * N), "0"]  # session, runs, points, pending
+    line = next(line for line in text.splitlines() if line.strip().startswith(uid1))
+    assert " points" in line  # the start-up design's column: "<n> points"
 
 
 def test_status_command_prints_sessions_or_one_line_when_no_service(setup, capsys):
