@@ -61,9 +61,8 @@ class InitialDesignConfig(_Strict):
         default=None, description="raster only: the largest full raster (within n_points) "
         "that fits this fraction of the run's budget (its plan's, else stop's): of "
         "max_points and of max_time_s (beamtime by the travel model: velocities, "
-        "overhead_s). A run that "
-        "knows its budget covers the sample at the finest spacing it can afford. None: a "
-        "third of max_points")
+        "overhead_s). A run that knows its budget covers the sample at the finest spacing "
+        "it can afford. None: a third of max_points")
     localised_share: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] | None = Field(
         default=None, description="raster only: run the raster in two interleaved passes "
         "(even rows, then odd rows) and skip the second pass when, after the first, the "
