@@ -42,6 +42,11 @@ class CoordinateConfig(_Strict):
     units: str = ""
     velocity: PositiveFloat | None = Field(
         default=None, description="units/s, for travel cost; None means moves are free")
+    resolution: PositiveFloat | None = Field(
+        default=None, description="units: the smallest useful spacing along this coordinate "
+        "(e.g. the beam footprint). The model-based phase proposes no point closer than "
+        "this to a measured or pending one, so a resolved feature is not sampled further. "
+        "None: pending_tolerance alone")
 
     @model_validator(mode="after")
     def _ordered(self) -> CoordinateConfig:

@@ -72,6 +72,10 @@ class Engine:
         self._design = np.vstack([self._design, initial_design("sobol", 3 * n0, self.space.d,
                                                                config.seed + 1)])
         self._check = check_grid(self.space.d, config.seed)
+        #: per coordinate, normalised: no model-based proposal this close to a taken point
+        #: (Chebyshev; CoordinateConfig.resolution, at least pending_tolerance)
+        self._min_spacing = np.maximum(config.pending_tolerance, np.array(
+            [c.resolution or 0.0 for c in config.coordinates]) / self.space.span)
         self._raster_reversed: bool | None = None  # raster design run from its far end
         self._measurements: list[Measurement] = []
         self._keys: set[tuple[str, int]] = set()
@@ -349,8 +353,8 @@ class Engine:
         N = len(self._x)
         m = int(np.clip(cfg.decision_flops / N ** 2, 200, cfg.n_candidates))
         cand = candidates(m, self.space.d, self._rng, origin)
-        tol = cfg.pending_tolerance
-        cand = cand[~near(cand, self._taken(), tol)]
+        spacing = self._min_spacing
+        cand = cand[~near(cand / spacing, self._taken() / spacing, 1.0)]
         acq = cfg.acquisition if cfg.acquisition is not None else cfg.acquisition_name
         scorer = Scorer(acq, self._gp, cand, np.array(self._y), cfg.ucb_beta,
                         cfg.variation_floor, cfg.variation_measure, cfg.mapping_gain)
@@ -382,7 +386,7 @@ class Engine:
         acquisition per second of beamtime from ``here`` (None: travel ignored). Returns the
         indices and the scores they were picked with (for a horizon: the scores of the
         set)."""
-        tol = self.config.pending_tolerance
+        spacing = self._min_spacing
         sd, gap = sd.copy(), None if gap is None else gap.copy()
         alive = np.ones(len(cand), dtype=bool)
         chosen, values = [], []
@@ -392,7 +396,7 @@ class Engine:
             pick = int(np.argmax(np.where(alive, rate, -np.inf)))
             chosen.append(pick)
             values.append(s[pick])
-            alive &= np.max(np.abs(cand - cand[pick]), axis=1) > tol
+            alive &= np.max(np.abs(cand - cand[pick]) / spacing, axis=1) > 1.0
             if not isinstance(scorer, _Fixed):
                 rho = correlation(self._gp, cand, cand[pick:pick + 1])[:, 0]
                 sd *= np.sqrt(np.clip(1.0 - rho ** 2, 0.0, 1.0))

@@ -78,7 +78,8 @@ def run_problem(agent_config: dict, motors: Sequence, bounds: Sequence[Bounds],
                 value: str | None, budget: dict[str, float | None] | None = None
                 ) -> dict[str, Any]:
     """The run's problem (``agent.problem.Problem`` as JSON): coordinates with the plan's
-    bounds, the motors' units and velocities (the agent config's where a motor gives none),
+    bounds, the motors' units and velocities (the agent config's where a motor gives none)
+    and the agent config's resolutions,
     the value name, and the plan's budget (``max_points``, ``max_time_s``) where given."""
     names = coordinate_names(agent_config, motors, reducer)
     defaults = {c["name"]: c for c in agent_config.get("coordinates") or []}
@@ -87,7 +88,8 @@ def run_problem(agent_config: dict, motors: Sequence, bounds: Sequence[Bounds],
         default = defaults.get(name, {})
         coordinates.append({"name": name, "low": lo, "high": hi,
                             "units": egu or default.get("units", ""),
-                            "velocity": velocity or default.get("velocity")})
+                            "velocity": velocity or default.get("velocity"),
+                            "resolution": default.get("resolution")})
     problem = {"coordinates": coordinates, "value": value_name(agent_config, reducer, value)}
     return {**problem, **{k: v for k, v in (budget or {}).items() if v is not None}}
 
