@@ -16,3 +16,13 @@ def model_settings(agent_yaml: Path) -> dict:
     """The ``engine:`` section of ``agent_yaml`` without PROBLEM_KEYS."""
     engine = yaml.safe_load(agent_yaml.read_text())["engine"]
     return {k: v for k, v in engine.items() if k not in PROBLEM_KEYS}
+
+
+def coordinate_resolution(agent_yaml: Path) -> float | None:
+    """The coordinates' common ``resolution`` in ``agent_yaml`` (None if unset); raises
+    ValueError if the coordinates differ (the benchmarks' maps are square)."""
+    coords = yaml.safe_load(agent_yaml.read_text())["engine"].get("coordinates") or []
+    values = {c.get("resolution") for c in coords}
+    if len(values) > 1:
+        raise ValueError(f"{agent_yaml}: coordinates have different resolutions {values}")
+    return values.pop() if values else None

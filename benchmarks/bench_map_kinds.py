@@ -75,7 +75,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import bench_map_quality as mq  # noqa: E402
 import numpy as np  # noqa: E402
-from agent_settings import SHIPPED, model_settings  # noqa: E402
+from agent_settings import SHIPPED, coordinate_resolution, model_settings  # noqa: E402
 from scipy.interpolate import RegularGridInterpolator  # noqa: E402
 
 from agent.config import make_engine_config  # noqa: E402
@@ -476,7 +476,8 @@ def gpcam_example(seed: int = 0, n: int = 300) -> dict:
     base = {"coordinates": [{"name": "x", "low": 3.0, "high": 45.8},
                             {"name": "y", "low": 4.0, "high": 47.0}], "value": "y",
             "training": {"background": False}, "seed": seed,
-            **{k: v for k, v in mq.AGENT_CONFIG.items() if k != "overhead_s"}}
+            **{k: v for k, v in mq.AGENT_CONFIG.items() if k not in ("overhead_s",
+                                                                     "coordinates")}}
     base["initial_design"] = {**base.get("initial_design", {}), "n_points": 10}
     cfg = make_engine_config({**base, "stop": {"max_points": n}})
     score_cfg = make_engine_config({**base, "stop": {"max_points": n + 1}})
@@ -666,6 +667,11 @@ def main() -> int:
     ap.add_argument("--figure-prefix", default="map_kinds")
     args = ap.parse_args()
     mq.AGENT_CONFIG.update(model_settings(args.agent_config))
+    resolution = coordinate_resolution(args.agent_config)
+    if resolution is not None:  # the settings' footprint, on the benchmark's square
+        coord = {"low": -HALF, "high": HALF, "units": "mm",
+                 "velocity": mq.SETUP["velocity_mm_s"], "resolution": resolution}
+        mq.AGENT_CONFIG["coordinates"] = [{"name": n, **coord} for n in ("x", "y")]
     for item in args.set:
         k, _, v = item.partition("=")
         mq.AGENT_CONFIG[k] = json.loads(v)
