@@ -353,8 +353,10 @@ class Engine:
         N = len(self._x)
         m = int(np.clip(cfg.decision_flops / N ** 2, 200, cfg.n_candidates))
         cand = candidates(m, self.space.d, self._rng, origin)
-        spacing = self._min_spacing
-        cand = cand[~near(cand / spacing, self._taken() / spacing, 1.0)]
+        cand = self._spaced(cand, self._min_spacing)
+        if len(cand) == 0:  # the resolution is reached everywhere: pending_tolerance alone
+            cand = self._spaced(candidates(m, self.space.d, self._rng, origin),
+                                np.full(self.space.d, cfg.pending_tolerance))
         acq = cfg.acquisition if cfg.acquisition is not None else cfg.acquisition_name
         scorer = Scorer(acq, self._gp, cand, np.array(self._y), cfg.ucb_beta,
                         cfg.variation_floor, cfg.variation_measure, cfg.mapping_gain)
@@ -379,6 +381,11 @@ class Engine:
             scorer = _Fixed(scorer.name, s[idx])  # each point's value if it were next
         chosen, values = self._greedy(n, cand, scorer, sd, gap, explore, origin)
         return cand[chosen], np.array(values)
+
+    def _spaced(self, cand: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+        """The candidates farther than ``spacing`` (d,) along some axis from every taken
+        point."""
+        return cand[~near(cand / spacing, self._taken() / spacing, 1.0)]
 
     def _greedy(self, n: int, cand: np.ndarray, scorer, sd: np.ndarray, gap, explore: float,
                 here) -> tuple[list[int], list[float]]:

@@ -48,3 +48,11 @@ def test_no_model_based_point_is_closer_than_the_resolution():
 def test_resolution_must_be_positive():
     with pytest.raises(ConfigError, match=r"coordinates\.0\.resolution"):
         engine((-1.0, None))
+
+
+def test_a_resolution_reached_everywhere_still_gives_points():
+    # 5 mm over a 20 mm square: after a few dozen points no candidate is 5 mm from all
+    e = engine((5.0, 5.0))
+    gaps = closest(e, n=60)
+    assert len(gaps) > 40  # every ask was answered with a point
+    assert gaps.min() < 5.0  # ... closer than the resolution once it was reached
