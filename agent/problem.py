@@ -12,13 +12,17 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
+from pydantic import BaseModel, ConfigDict, Field
 
-from agent.config import ConfigError, CoordinateConfig, EngineConfig, make_engine_config
+from agent.config import (
+    ConfigError,
+    CoordinateConfig,
+    EngineConfig,
+    RunBudget,
+    make_engine_config,
+)
 
 PROBLEM_KEYS = ("coordinates", "value")
-#: a run's budget (agent.config.RunBudget): what its plan says it will spend
-BUDGET_KEYS = ("max_points", "max_time_s")
 # stands in for the problem while the model settings alone are validated
 _PLACEHOLDER = {"coordinates": [{"name": "_", "low": 0.0, "high": 1.0}], "value": "_"}
 
@@ -34,10 +38,9 @@ class Problem(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     coordinates: list[CoordinateConfig] = Field(min_length=1, max_length=12)
     value: Annotated[str, Field(min_length=1, max_length=64)]
-    # the run's budget (gp_scan's max_points and max_time_s, which the plan enforces): the
-    # engine's config.budget, so that a design sized to the budget fits this run
-    max_points: int | None = Field(default=None, ge=1, description="points")
-    max_time_s: PositiveFloat | None = Field(default=None, description="s of beamtime")
+    budget: RunBudget | None = Field(
+        default=None, description="the run's budget (gp_scan's max_points, max_time_s; the "
+        "plan enforces it): the engine's config.budget, which sizes a budget-sized design")
 
     @property
     def names(self) -> list[str]:
@@ -104,11 +107,7 @@ class ModelSettings:
         if self.default is not None and check_default:
             problem.check_same(self.default, "the agent config")
         settings = {k: v for k, v in dict(self.template).items() if k not in PROBLEM_KEYS}
-        budget = {k: v for k, v in dict(problem).items() if k in BUDGET_KEYS and v is not None}
-        if budget:
-            settings["budget"] = budget
-        return EngineConfig.model_validate(
-            {**settings, "coordinates": problem.coordinates, "value": problem.value})
+        return EngineConfig.model_validate({**settings, **dict(problem)})
 
     def to_jsonable(self) -> dict[str, Any]:
         """The settings (and default problem, if any) as the ``config`` reply gives them."""

@@ -11,7 +11,8 @@ Requests (one JSON object per message, ``schema_version`` 1):
 - ``{"type": "open", "session": "3f9c...", "request_id": 1}``: open a session (idempotent)
 - ``{"type": "start_session", "session": "3f9c...", "uid": RUN_UID, "problem":
   {"coordinates": [{"name": "x", "low": -10, "high": 10, "units": "mm", "velocity": 5}],
-  "value": "det_norm"}, "continue_session": null}``: start the *run session* ``uid`` (one
+  "value": "det_norm"}, "continue_session": null}`` (the problem may carry the run's
+  ``budget``, ``{"max_points": 100, "max_time_s": 600}``): start the *run session* ``uid`` (one
   engine, its own measurements) for the run's problem, or continue the earlier run session
   ``continue_session`` with this run; the client session is bound to it from then on (its
   asks and releases go there; measurements go to the run session of their ``run_uid``).

@@ -21,7 +21,6 @@ from bluesky import plan_stubs as bps
 from bluesky.utils import MsgGenerator
 
 from agent.errors import AgentRequestError
-from agent.problem import BUDGET_KEYS
 from plans import tasks
 from plans.errors import PlanArgumentError
 from plans.preflight import Bounds
@@ -79,8 +78,8 @@ def run_problem(agent_config: dict, motors: Sequence, bounds: Sequence[Bounds],
                 ) -> dict[str, Any]:
     """The run's problem (``agent.problem.Problem`` as JSON): coordinates with the plan's
     bounds, the motors' units and velocities (the agent config's where a motor gives none)
-    and the agent config's resolutions,
-    the value name, and the plan's budget (``max_points``, ``max_time_s``) where given."""
+    and the agent config's resolutions, the value name, and the plan's ``budget``
+    (``max_points``, ``max_time_s``; ``agent.config.RunBudget``) where it gives one."""
     names = coordinate_names(agent_config, motors, reducer)
     defaults = {c["name"]: c for c in agent_config.get("coordinates") or []}
     coordinates = []
@@ -91,15 +90,8 @@ def run_problem(agent_config: dict, motors: Sequence, bounds: Sequence[Bounds],
                             "velocity": velocity or default.get("velocity"),
                             "resolution": default.get("resolution")})
     problem = {"coordinates": coordinates, "value": value_name(agent_config, reducer, value)}
-    return {**problem, **{k: v for k, v in (budget or {}).items() if v is not None}}
-
-
-def session_config(agent_config: dict, problem: dict[str, Any]) -> dict:
-    """The config of the run's agent session: the agent's with the run's problem, the run's
-    budget as its ``budget`` (``agent.problem.ModelSettings.engine_config``)."""
-    budget = {k: problem[k] for k in BUDGET_KEYS if k in problem}
-    config = {**agent_config, **{k: v for k, v in problem.items() if k not in budget}}
-    return {**config, "budget": budget} if budget else config
+    given = {k: v for k, v in (budget or {}).items() if v is not None}
+    return {**problem, "budget": given} if given else problem
 
 
 def start_agent_session(agent, run_uid: str, problem: dict[str, Any],

@@ -28,7 +28,7 @@ from agent.errors import AgentTimeoutError
 from agent.messages import Proposal
 from plans import tasks
 from plans.agent_device import AgentDevice, agent_client
-from plans.agent_session import in_session, motor_velocity, run_problem, session_config
+from plans.agent_session import in_session, motor_velocity, run_problem
 from plans.errors import MoveVerificationError, PlanArgumentError, PlanError
 from plans.preflight import Bounds, check_bounds, check_fields, motor_tolerance
 from plans.provenance import STREAM, ProposalRecorder
@@ -506,7 +506,7 @@ def gp_scan(
         budget = {"max_points": max_points, "max_time_s": max_time_s}
         problem = run_problem(agent_config, motors, bounds, units, velocities, reducer, value,
                               budget)
-        agent_config = session_config(agent_config, problem)
+        agent_config = {**agent_config, **problem}  # the config of this run's agent session
     coordinates = check_agent(agent_config, motors, bounds, max_points, units)
     if reducer is not None:
         check_reducer(reducer, coordinates, motors)

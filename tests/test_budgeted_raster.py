@@ -130,7 +130,7 @@ def test_a_runs_point_budget_sizes_its_sessions_raster():
     coord = {"name": "x", "low": -10, "high": 10, "velocity": 5.0}
     problem = {"coordinates": [coord, {**coord, "name": "y"}], "value": "det"}
     default = settings.engine_config(Problem(**problem))
-    run = settings.engine_config(Problem(**problem, max_points=100))
+    run = settings.engine_config(Problem(**problem, budget={"max_points": 100}))
     assert default.stop.max_points == 300 and design_size(default, 2) == 289  # 17 x 17
     assert run.budget.max_points == 100 and design_size(run, 2) == 100  # 10 x 10
     assert run.stop == default.stop  # the plan enforces its budget; the stop is the config's

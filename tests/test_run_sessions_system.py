@@ -138,12 +138,14 @@ async def test_a_runs_budget_is_its_sessions_and_a_continued_session_goes_on(ser
     _, address = service()
     client = AgentClient(address, timeout_s=10)
     try:
-        started = await client.start_session("run-5", {**problem(), "max_points": 5})
+        started = await client.start_session("run-5", {**problem(),
+                                                       "budget": {"max_points": 5}})
         assert started.config["budget"] == {"max_points": 5, "max_time_s": None}
         assert started.config["stop"]["max_points"] == MODEL_ONLY["stop"]["max_points"]  # not 5
         await measure(client, "run-5", 5, offset=0.0)
         # a later run of 5 more points continues the session: it is not done
-        started = await client.start_session("run-more", {**problem(), "max_points": 5},
+        started = await client.start_session("run-more", {**problem(),
+                                                          "budget": {"max_points": 5}},
                                              continue_session="run-5")
         assert started.continued and started.n_measurements == 5
         assert (await client.ask(1)).phase != "done"
