@@ -76,6 +76,11 @@ class InitialDesignConfig(_Strict):
         "adaptive points, while an area-filling map is measured best by completing the "
         "raster. None: one pass")
 
+    @property
+    def interleaved(self) -> bool:
+        """The raster runs in two passes with a decision between them."""
+        return self.method == "raster" and self.localised_share is not None
+
 
 class TrainingConfig(_Strict):
     """Hyperparameter training schedule. Training runs in a background thread on a snapshot.

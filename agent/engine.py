@@ -40,7 +40,7 @@ from agent.training import (
     make_gp,
     schedule_next,
 )
-from agent.travel import order_path, travel_time_s
+from agent.travel import order_path, path_time_s, travel_time_s
 
 INITIAL_LENGTH_SCALE = 0.15  # normalised; used until the first training
 #: non-negative, std-like scores (travel cost divides them directly; exploration applies)
@@ -60,12 +60,10 @@ class Engine:
         self._rng = np.random.default_rng(config.seed)
         n0 = self._n0 = design_size(config, self.space.d)
         design = config.initial_design
-        interleaved = self._interleaved = (design.method == "raster" and
-                                           design.localised_share is not None)
         self._design = initial_design(design.method, n0, self.space.d, config.seed,
-                                      interleaved)
+                                      design.interleaved)
         #: an interleaved raster's first pass; None once the second pass is decided
-        self._first_pass = first_pass_size(n0, self.space.d) if interleaved else None
+        self._first_pass = first_pass_size(n0, self.space.d) if design.interleaved else None
         #: {"residual_share", "second_pass"} once decided
         self.raster_decision: dict | None = None
         # spare points for failed or lost design points
@@ -331,7 +329,7 @@ class Engine:
             # tie is decided by rounding, so the path zig-zags and ends with long jumps),
             # from whichever end is nearer the motors at the first ask (an interleaved
             # raster from its start: its first pass is the one that decides)
-            if self._raster_reversed is None and not self._interleaved:
+            if self._raster_reversed is None and not self.config.initial_design.interleaved:
                 self._raster_reversed = bool(
                     origin is not None and len(open_block) == len(block) and
                     np.diff(travel_time_s(self.space.to_eng(origin),
@@ -647,12 +645,11 @@ def run_budget(config: EngineConfig) -> tuple[int | None, float | None]:
 def raster_beamtime_s(config: EngineConfig, n: int) -> float:
     """Beamtime (s) of the raster of n points the config runs (serpentine, or interleaved
     with ``localised_share``; :func:`agent.design.raster`): overhead_s per point plus the
-    moves (motors in parallel, :func:`agent.travel.travel_time_s`)."""
+    moves (motors in parallel, :func:`agent.travel.path_time_s`)."""
     space = Space(config)
-    interleaved = config.initial_design.localised_share is not None
-    pts = space.to_eng(raster(n, space.d, interleaved))
-    moves = np.max(np.abs(np.diff(pts, axis=0)) / space.velocity, axis=1)
-    return float(len(pts) * config.overhead_s + np.sum(moves))
+    pts = space.to_eng(raster(n, space.d, config.initial_design.interleaved))
+    return len(pts) * config.overhead_s + path_time_s(list(range(len(pts))), pts, pts[0],
+                                                      space.velocity)
 
 
 def _with_exploration(s: np.ndarray, gap: np.ndarray | None, explore: float) -> np.ndarray:
