@@ -10,6 +10,8 @@ Event fields are the same as the ophyd-async flavour (see ``devices`` docstring)
 
 from __future__ import annotations
 
+import gc
+
 import ophyd
 from ophyd import Device, EpicsSignal, EpicsSignalRO
 from ophyd import FormattedComponent as FCpt
@@ -19,6 +21,7 @@ from ophyd.scaler import ScalerCH, ScalerChannel
 from ophyd.status import SubscriptionStatus
 
 from configs.schema import BeamlineConfig, MotorConfig
+from devices.caproto_gc import collector_paused
 from devices.classic_camera import ClassicBeamCamera
 from devices.classic_motor import VerifiedEpicsMotor
 from devices.errors import DeviceConnectError
@@ -124,9 +127,12 @@ class ClassicBeamline:
         return [*out, self.ring_current, self.shutter]
 
     def destroy(self) -> None:
-        """Disconnect every PV (ophyd ``destroy``); the beamline is unusable afterwards."""
+        """Disconnect every PV (ophyd ``destroy``); the beamline is unusable afterwards.
+
+        Collects the released PV wrappers at once (see :mod:`devices.caproto_gc`)."""
         for dev in self.devices():
             dev.destroy()
+        gc.collect()
 
     def wait_for_connection(self, timeout_s: float = 10.0) -> None:
         """Raise DeviceConnectError naming every unconnected PV and the timeout."""
@@ -164,29 +170,35 @@ def make_ophyd_beamline(
     if control_layer is not None and ophyd.cl.name != control_layer:
         ophyd.set_cl(control_layer)
 
-    bl = ClassicBeamline(
-        config,
-        {e.name: _classic_element(config, e) for e in config.elements},
-        ring_current=EpicsSignalRO(config.pv(config.ring_current_pv), name="ring_current",
-                                   auto_monitor=True),
-        shutter=ClassicShutter(config.pv(config.shutter_pv), config.pv(config.shutter_status_pv),
-                               name="shutter"),
-    )
-    if connect:
-        try:
-            bl.wait_for_connection(timeout_s)
-        except DeviceConnectError:
-            bl.destroy()  # release the PVs still searching
-            raise
-        scaler = getattr(bl, config.scaler.name)
-        scaler.select_channels([c.name for c in config.scaler.channels])
-        # select_channels hints every channel, the clock too; hint as the ophyd-async flavour
-        unhinted = {c.name for c in config.scaler.channels if not c.hinted or c.number == 1}
-        for component in scaler.channels.component_names:
-            channel = getattr(scaler.channels, component)
-            if channel.s.name in unhinted:
-                channel.s.kind = Kind.normal
+    with collector_paused():  # caproto's callback-copy race, devices/caproto_gc.py
+        bl = ClassicBeamline(
+            config,
+            {e.name: _classic_element(config, e) for e in config.elements},
+            ring_current=EpicsSignalRO(config.pv(config.ring_current_pv), name="ring_current",
+                                       auto_monitor=True),
+            shutter=ClassicShutter(config.pv(config.shutter_pv),
+                                   config.pv(config.shutter_status_pv), name="shutter"),
+        )
+        if connect:
+            _connect(bl, config, timeout_s)
     return bl
+
+
+def _connect(bl: ClassicBeamline, config: BeamlineConfig, timeout_s: float) -> None:
+    """Wait for every PV, then name and hint the scaler channels as the ophyd-async flavour."""
+    try:
+        bl.wait_for_connection(timeout_s)
+    except DeviceConnectError:
+        bl.destroy()  # release the PVs still searching
+        raise
+    scaler = getattr(bl, config.scaler.name)
+    scaler.select_channels([c.name for c in config.scaler.channels])
+    # select_channels hints every channel, the clock too; hint as the ophyd-async flavour
+    unhinted = {c.name for c in config.scaler.channels if not c.hinted or c.number == 1}
+    for component in scaler.channels.component_names:
+        channel = getattr(scaler.channels, component)
+        if channel.s.name in unhinted:
+            channel.s.kind = Kind.normal
 
 
 def _classic_motor(config: BeamlineConfig, m: MotorConfig) -> VerifiedEpicsMotor:

@@ -33,6 +33,7 @@ from ophyd_async.plan_stubs import ensure_connected
 
 from configs import config_path
 from devices import LimitError, MoveError
+from devices.caproto_gc import collector_paused
 from sim.config import load_config
 from sim.optics.camera import nd_stats
 from sim.optics.model import BeamAtCamera, OpticsModel
@@ -288,8 +289,9 @@ def test_stock_epics_motor_drives_hkb_pitch(sim_beamline, optics):
     if ophyd.cl.name != "caproto":  # pyepics is not a dependency
         ophyd.set_cl("caproto")
     cfg = sim_beamline.config.motor("hkb_pitch")
-    motor = EpicsMotor(sim_beamline.pv(cfg.pv), name="stock_hkb_pitch")
-    motor.wait_for_connection(timeout=20)
+    with collector_paused():  # caproto's callback-copy race (devices/caproto_gc.py)
+        motor = EpicsMotor(sim_beamline.pv(cfg.pv), name="stock_hkb_pitch")
+        motor.wait_for_connection(timeout=20)
     start = motor.position
     try:
         assert motor.limits == (cfg.low_limit, cfg.high_limit)

@@ -15,6 +15,8 @@ from ophyd.utils import LimitError
 from ophyd_async.epics.motor import Motor
 from ophyd_async.plan_stubs import ensure_connected
 
+from devices.caproto_gc import collector_paused
+
 pytestmark = pytest.mark.system
 
 
@@ -28,10 +30,11 @@ def classic(sim_beamline):
     if ophyd.cl.name != "caproto":  # pyepics is not a dependency
         ophyd.set_cl("caproto")
     cfg = sim_beamline.config
-    motor = EpicsMotor(cfg.pv(cfg.motor("sample_x").pv), name="stock_x")
-    scaler = EpicsScaler(cfg.pv(cfg.scaler.pv), name="stock_scaler")
-    for device in (motor, scaler):
-        device.wait_for_connection(timeout=20)
+    with collector_paused():  # caproto's callback-copy race (devices/caproto_gc.py)
+        motor = EpicsMotor(cfg.pv(cfg.motor("sample_x").pv), name="stock_x")
+        scaler = EpicsScaler(cfg.pv(cfg.scaler.pv), name="stock_scaler")
+        for device in (motor, scaler):
+            device.wait_for_connection(timeout=20)
     yield motor, scaler
     motor.set(cfg.motor("sample_x").initial_position).wait(10)
     for device in (motor, scaler):
