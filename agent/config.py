@@ -76,6 +76,20 @@ class InitialDesignConfig(_Strict):
         "adaptive points, while an area-filling map is measured best by completing the "
         "raster. None: one pass")
 
+    plateau_share: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = Field(
+        default=None, description="with localised_share: also skip the second pass when at "
+        "least this share of the first pass's points lie on plateaus (plane residual within "
+        "3 noise std; agent.design.plateau_share): walls between plateaus are localised even "
+        "where a coarse first pass crosses so much wall that its residuals look spread. "
+        "None: residual_share alone decides")
+
+    @model_validator(mode="after")
+    def _plateaus_need_two_passes(self) -> InitialDesignConfig:
+        if self.plateau_share is not None and self.localised_share is None:
+            raise ValueError(f"plateau_share={self.plateau_share} needs localised_share (the "
+                             "two-pass raster whose second pass it may skip)")
+        return self
+
     @property
     def interleaved(self) -> bool:
         """The raster runs in two passes with a decision between them."""

@@ -7,6 +7,8 @@ from scipy.stats import qmc
 
 #: the top fraction of first-pass points whose share of the residuals measures localisation
 TOP_FRACTION = 0.1
+#: a point lies on a plateau when its plane residual is within this many noise std
+PLATEAU_Z = 3.0
 
 
 def initial_design(method: str, n: int, d: int, seed: int, interleaved: bool = False
@@ -82,6 +84,20 @@ def residual_share(x: np.ndarray, y: np.ndarray) -> float:
     res = np.sort(plane_residuals(np.asarray(x, float), np.asarray(y, float)))[::-1]
     top = max(int(np.ceil(TOP_FRACTION * len(res))), 1)
     return float(np.sum(res[:top]) / (np.sum(res) + 1e-300))
+
+
+def plateau_share(x: np.ndarray, y: np.ndarray, variance: np.ndarray) -> float:
+    """The share of the measured points ``x`` (n, d), ``y`` (n,) that lie on a plateau: their
+    leave-one-out plane residual (:func:`agent.acquisition.plane_residuals`) is within
+    PLATEAU_Z noise standard deviations (``variance`` (n,), the measurements' own).
+    Large where the map is flat or planar between walls or peaks (phase domains, a particle
+    map's background) even when a coarse raster crosses so much wall that the residuals
+    look spread (:func:`residual_share`); small on curved maps (smooth fields, textures)
+    while the raster is too coarse to resolve their curvature to the noise."""
+    from agent.acquisition import plane_residuals
+
+    res = plane_residuals(np.asarray(x, float), np.asarray(y, float))
+    return float(np.mean(res <= PLATEAU_Z * np.sqrt(np.asarray(variance, float))))
 
 
 def _snake(axes: list[np.ndarray]) -> np.ndarray:

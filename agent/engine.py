@@ -23,6 +23,7 @@ from agent.design import (
     check_grid,
     first_pass_size,
     initial_design,
+    plateau_share,
     raster,
     raster_sizes,
     residual_share,
@@ -64,7 +65,7 @@ class Engine:
                                       design.interleaved)
         #: an interleaved raster's first pass; None once the second pass is decided
         self._first_pass = first_pass_size(n0, self.space.d) if design.interleaved else None
-        #: {"residual_share", "second_pass"} once decided
+        #: {"residual_share", "plateau_share", "second_pass"} once decided
         self.raster_decision: dict | None = None
         # spare points for failed or lost design points
         self._design = np.vstack([self._design, initial_design("sobol", 3 * n0, self.space.d,
@@ -293,16 +294,22 @@ class Engine:
 
     def _decide_second_pass(self) -> None:
         """After an interleaved raster's first pass: skip the second where the map's error
-        is localised (InitialDesignConfig.localised_share)."""
+        is localised or the map is mostly plateaus (InitialDesignConfig.localised_share,
+        plateau_share)."""
         n1 = self._first_pass
         if n1 is None or len(self._x) < n1:
             return
-        share = residual_share(np.array(self._x[:n1]), np.array(self._y[:n1]))
-        second = share < self.config.initial_design.localised_share
+        x, y = np.array(self._x[:n1]), np.array(self._y[:n1])
+        design = self.config.initial_design
+        share = residual_share(x, y)
+        plateaus = plateau_share(x, y, self._noise()[:n1])
+        second = share < design.localised_share and (
+            design.plateau_share is None or plateaus < design.plateau_share)
         if not second:
             self._n0 = n1
         self._first_pass = None
-        self.raster_decision = {"residual_share": share, "second_pass": second}
+        self.raster_decision = {"residual_share": share, "plateau_share": plateaus,
+                                "second_pass": second}
 
     def _room(self) -> int | None:
         mp = self.config.stop.max_points
@@ -643,11 +650,18 @@ def run_budget(config: EngineConfig) -> tuple[int | None, float | None]:
 
 
 def raster_beamtime_s(config: EngineConfig, n: int) -> float:
-    """Beamtime (s) of the raster of n points the config runs (serpentine, or interleaved
-    with ``localised_share``; :func:`agent.design.raster`): overhead_s per point plus the
-    moves (motors in parallel, :func:`agent.travel.path_time_s`)."""
+    """Beamtime (s) of the raster of n points in one serpentine pass
+    (:func:`agent.design.raster`): overhead_s per point plus the moves (motors in parallel,
+    :func:`agent.travel.path_time_s`).
+
+    An interleaved raster (``localised_share``) is sized by this too, so that it is as fine
+    as the single-pass raster a scientist would run in the same beamtime. Run in full, its
+    longer row changes (two steps each) take about one traverse of the slowest axis more
+    (4 s on 20 mm at 5 mm/s), so the end of a completed second pass may be cut by the
+    budget; sized by its own beamtime it was one row coarser everywhere (measured in
+    benchmarks/bench_map_kinds.py --budgeted)."""
     space = Space(config)
-    pts = space.to_eng(raster(n, space.d, config.initial_design.interleaved))
+    pts = space.to_eng(raster(n, space.d))
     return len(pts) * config.overhead_s + path_time_s(list(range(len(pts))), pts, pts[0],
                                                       space.velocity)
 

@@ -76,7 +76,9 @@ def design_summary(design: dict | None) -> str:
     if decision is None:
         return f"{design['n_points']} points"
     what = "completed" if decision["second_pass"] else "2nd pass skipped"
-    return f"{design['n_points']} points, {what} (share {decision['residual_share']:.2f})"
+    plateaus = decision.get("plateau_share")
+    return (f"{design['n_points']} points, {what} (share {decision['residual_share']:.2f}"
+            + ("" if plateaus is None else f", plateaus {plateaus:.2f}") + ")")
 
 
 def format_status(address: str, status: dict[str, Any]) -> str:

@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 
 from agent.config import ConfigError, make_engine_config
-from agent.design import first_pass_size, raster, raster_shape, raster_sizes, residual_share
+from agent.design import (
+    first_pass_size,
+    plateau_share,
+    raster,
+    raster_shape,
+    raster_sizes,
+    residual_share,
+)
 from agent.engine import Engine, design_size, raster_beamtime_s
 from agent.messages import Measurement
 
@@ -23,9 +30,10 @@ def test_raster_beamtime_counts_overhead_and_neighbour_moves():
     # 20 x 20 over 20 mm: 400 * 0.5 s + 399 moves of 20/19 mm at 5 mm/s
     c = cfg({"method": "raster", "n_points": 400})
     assert raster_beamtime_s(c, 400) == pytest.approx(400 * 0.5 + 399 * (20 / 19) / 5.0)
-    # interleaved: each pass's 9 row changes are 2 steps long
+    # interleaved: sized as the single-pass raster of the same points (its longer row
+    # changes, 2 steps each, may be cut by the budget when the second pass is run)
     c = cfg({"method": "raster", "n_points": 400, "localised_share": 0.4})
-    assert raster_beamtime_s(c, 400) == pytest.approx(400 * 0.5 + 417 * (20 / 19) / 5.0)
+    assert raster_beamtime_s(c, 400) == pytest.approx(400 * 0.5 + 399 * (20 / 19) / 5.0)
     # 19 rows of 20: 18 row changes of 20/18 mm, 19 * 19 steps of 20/19 mm along the rows
     assert raster_shape(380, 2) == (19, 20)
     c = cfg({"method": "raster", "n_points": 400})
@@ -42,7 +50,7 @@ def test_budget_fraction_sizes_the_largest_raster_that_fits(fraction, budget, in
     c = cfg(design, {"max_points": 100_000, "max_time_s": budget})
     m = design_size(c, 2)
     if budget == 284.1 and fraction == 1.0:  # the beamtime of the 20 x 20 serpentine
-        assert m == (400 if not interleaved else 380)
+        assert m == 400  # interleaved too: as fine as the single-pass raster
     sizes = sorted({s for k in range(2, 30) for s in raster_sizes(k, 2)})
     assert raster_beamtime_s(c, m) <= fraction * budget
     assert raster_beamtime_s(c, sizes[sizes.index(m) + 1]) > fraction * budget
@@ -95,6 +103,22 @@ def test_residual_share_is_low_for_spread_error_and_high_for_a_wall():
     assert wall > 0.45
 
 
+def test_plateau_share_is_high_between_walls_and_low_on_curved_maps():
+    # a coarse first pass over three domains: the walls cross many points, so the residuals
+    # look spread, but most points sit on a plateau (noise 0.003, as _lattice_values)
+    def domains(x, y):
+        return 0.2 + 0.3 * (x > -3) + 0.3 * (y > 4)
+
+    var = np.full(first_pass_size(14 * 14, 2), 0.003 ** 2)
+    walls = plateau_share(*_lattice_values(domains), var)
+    tilted = plateau_share(*_lattice_values(lambda x, y: 0.4 + 0.01 * x - 0.02 * y), var)
+    curved = plateau_share(*_lattice_values(lambda x, y: 0.5 + 0.3 * np.sin(x) * np.cos(y)),
+                           var)
+    assert walls > 0.5 and tilted > 0.9
+    assert curved < 0.2
+    assert residual_share(*_lattice_values(domains)) < 0.4  # what residual_share alone saw
+
+
 def _run(engine, f, n):
     pos, seq0 = None, len(engine.measurements)
     for seq in range(seq0, seq0 + n):
@@ -119,6 +143,32 @@ def test_engine_skips_the_second_pass_only_where_the_error_is_localised(f, secon
     if second_pass:  # the second pass runs to the end of the raster, then the GP takes over
         assert _run(e, f, 100 - n1) == "gp"
     e.close()
+
+
+@pytest.mark.parametrize("plateaus, second_pass", [(None, True), (0.45, False)])
+def test_plateau_share_skips_the_second_pass_over_domains(plateaus, second_pass):
+    def domains(x, y):
+        return 0.2 + 0.3 * (x > -3) + 0.3 * (y > 4)
+
+    e = Engine(cfg({"method": "raster", "n_points": 196, "localised_share": 0.4,
+                    "plateau_share": plateaus}, {"max_points": 1000}))
+    noise = np.random.default_rng(0).normal(0, 0.003, 200)
+    pos = None
+    for seq in range(first_pass_size(196, 2)):
+        pos = e.ask(1, current_position=pos).points[0]
+        e.tell(Measurement(run_uid="r", seq=seq, positions=pos,
+                           values={"det": float(domains(pos["x"], pos["y"]) + noise[seq])},
+                           variances={"det": 0.003 ** 2}))
+    e.release(e.ask(1, current_position=pos).points)  # the decision is taken at this ask
+    assert e.raster_decision["residual_share"] < 0.4
+    assert e.raster_decision["plateau_share"] > 0.45
+    assert e.raster_decision["second_pass"] is second_pass
+    e.close()
+
+
+def test_plateau_share_needs_the_two_pass_raster():
+    with pytest.raises(ConfigError, match="plateau_share=0.5 needs localised_share"):
+        cfg({"method": "raster", "n_points": 100, "plateau_share": 0.5})
 
 
 def test_a_runs_point_budget_sizes_its_sessions_raster():
