@@ -650,18 +650,17 @@ def run_budget(config: EngineConfig) -> tuple[int | None, float | None]:
 
 
 def raster_beamtime_s(config: EngineConfig, n: int) -> float:
-    """Beamtime (s) of the raster of n points in one serpentine pass
-    (:func:`agent.design.raster`): overhead_s per point plus the moves (motors in parallel,
-    :func:`agent.travel.path_time_s`).
+    """Beamtime (s) of the raster of n points the config runs (serpentine, or interleaved
+    with ``localised_share``; :func:`agent.design.raster`): overhead_s per point plus the
+    moves (motors in parallel, :func:`agent.travel.path_time_s`).
 
-    An interleaved raster (``localised_share``) is sized by this too, so that it is as fine
-    as the single-pass raster a scientist would run in the same beamtime. Run in full, its
-    longer row changes (two steps each) take about one traverse of the slowest axis more
-    (4 s on 20 mm at 5 mm/s), so the end of a completed second pass may be cut by the
-    budget; sized by its own beamtime it was one row coarser everywhere (measured in
-    benchmarks/bench_map_kinds.py --budgeted)."""
+    An interleaved raster's row changes are two steps long, so it is one row coarser than
+    the single-pass raster of the same beamtime. Sizing it as the single-pass raster and
+    letting the budget cut the end of its second pass was measured worse (an unmeasured
+    corner costs more than the coarser rows; ripple at T/3: RMSE 0.22 vs 0.10,
+    benchmarks/bench_map_kinds.py --budgeted, seed 0)."""
     space = Space(config)
-    pts = space.to_eng(raster(n, space.d))
+    pts = space.to_eng(raster(n, space.d, config.initial_design.interleaved))
     return len(pts) * config.overhead_s + path_time_s(list(range(len(pts))), pts, pts[0],
                                                       space.velocity)
 
