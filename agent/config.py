@@ -147,9 +147,10 @@ class EngineConfig(_Strict):
     kernel: Literal["matern32", "matern12", "matern52", "multiscale", "auto"] = Field(
         default="matern32", description="matern32 (gpCAM's default), matern12, matern52: "
         "anisotropic Matern; multiscale: long- plus short-range isotropic Matern 3/2; auto: "
-        "each training fits multiscale and matern52 and keeps the one with the larger log "
-        "marginal likelihood (type-II maximum likelihood model selection, Rasmussen & "
-        "Williams 2006, section 5.4): matern52 on smooth maps, multiscale on walls")
+        "each training fits multiscale, matern52 and matern12 and keeps the one with the "
+        "largest log marginal likelihood (type-II maximum likelihood model selection, "
+        "Rasmussen & Williams 2006, section 5.4): matern52 on smooth maps, multiscale or "
+        "matern12 on walls (matern12 keeps the edges between plateaus sharpest)")
     prior_mean: Literal["data_mean", "area_median"] = Field(
         default="data_mean", description="GP prior mean: gpCAM's mean of the data, or the "
         "median over space (points weighted by the area they stand for): where features are "

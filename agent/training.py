@@ -192,8 +192,9 @@ class KernelStart(NamedTuple):
     bounds: np.ndarray
 
 
-#: the kernels EngineConfig.kernel == "auto" chooses between
-AUTO_KERNELS = ("multiscale", "matern52")
+#: the kernels EngineConfig.kernel == "auto" chooses between (matern12 for maps of plateaus
+#: and walls, whose edges it keeps sharpest: benchmarks/bench_map_kinds.py, tuning families)
+AUTO_KERNELS = ("multiscale", "matern52", "matern12")
 
 
 class BackgroundTrainer:

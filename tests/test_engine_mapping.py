@@ -7,7 +7,7 @@ from agent.config import ConfigError, make_engine_config
 from agent.design import raster
 from agent.engine import Engine
 from agent.messages import Measurement
-from agent.training import area_median
+from agent.training import AUTO_KERNELS, area_median
 
 
 def cfg(**over):
@@ -137,9 +137,10 @@ def _raster_data(f, n=10):
 
 
 def test_auto_kernel_chooses_by_marginal_likelihood(tmp_path):
-    """'auto' trains multiscale and matern52 on the same data and keeps the kernel with the
-    larger log marginal likelihood: matern52 on a smooth map, multiscale on a disc (a curved
-    wall); the choice survives a checkpoint."""
+    """'auto' trains each of AUTO_KERNELS on the same data and keeps the kernel with the
+    largest log marginal likelihood: matern52 on a smooth map, multiscale on a disc (a curved
+    wall; matern12 is close behind there and ahead on the benchmark's noisy domain maps);
+    the choice survives a checkpoint."""
     def smooth(p):
         return 0.5 + 0.3 * np.sin(p["x"] / 2.0) * np.cos(p["y"] / 3.0)
 
@@ -149,7 +150,7 @@ def test_auto_kernel_chooses_by_marginal_likelihood(tmp_path):
     for f, expected in ((smooth, "matern52"), (disc, "multiscale")):
         ms = _raster_data(f)
         lls = {}
-        for k in ("multiscale", "matern52"):
+        for k in AUTO_KERNELS:
             e = Engine.from_measurements(cfg(kernel=k, stop={"max_points": 200}), ms)
             e.wait_for_training()
             lls[k] = float(e._gp.log_likelihood())
