@@ -75,7 +75,6 @@ class InitialDesignConfig(_Strict):
         "the residuals (agent.design.residual_share): walls and isolated peaks gain from "
         "adaptive points, while an area-filling map is measured best by completing the "
         "raster. None: one pass")
-
     plateau_share: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = Field(
         default=None, description="with localised_share: also skip the second pass when at "
         "least this share of the first pass's points lie on plateaus (plane residual within "
