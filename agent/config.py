@@ -17,6 +17,8 @@ from agent.errors import AgentError
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+#: a share of a budget or of points: in (0, 1]
+Fraction = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 
 #: acquisition names understood by the engine (gpCAM's names plus our mapping acquisitions)
 ACQUISITION_NAMES = (
@@ -62,7 +64,7 @@ class InitialDesignConfig(_Strict):
         default="sobol", description="raster: a coarse serpentine grid, the cheapest coverage "
         "when moves cost time (finds localized features the GP cannot know of)")
     n_points: int = Field(default=16, ge=2, le=10_000)
-    budget_fraction: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = Field(
+    budget_fraction: Fraction | None = Field(
         default=None, description="raster only: the largest full raster (within n_points) "
         "that fits this fraction of the run's budget (its plan's, else stop's): of "
         "max_points and of max_time_s (beamtime by the travel model: velocities, "
@@ -75,7 +77,7 @@ class InitialDesignConfig(_Strict):
         "the residuals (agent.design.residual_share): walls and isolated peaks gain from "
         "adaptive points, while an area-filling map is measured best by completing the "
         "raster. None: one pass")
-    plateau_share: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = Field(
+    plateau_share: Fraction | None = Field(
         default=None, description="with localised_share: also skip the second pass when at "
         "least this share of the first pass's points lie on plateaus (plane residual within "
         "3 noise std; agent.design.plateau_share): walls between plateaus are localised even "
