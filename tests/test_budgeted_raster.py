@@ -102,20 +102,21 @@ def test_residual_share_is_low_for_spread_error_and_high_for_a_wall():
     assert wall > 0.45
 
 
+def _three_domains(x, y):
+    return 0.2 + 0.3 * (x > -3) + 0.3 * (y > 4)
+
+
 def test_plateau_share_is_high_between_walls_and_low_on_curved_maps():
     # a coarse first pass over three domains: the walls cross many points, so the residuals
     # look spread, but most points sit on a plateau (noise 0.003, as _lattice_values)
-    def domains(x, y):
-        return 0.2 + 0.3 * (x > -3) + 0.3 * (y > 4)
-
     var = np.full(first_pass_size(14 * 14, 2), 0.003 ** 2)
-    walls = plateau_share(*_lattice_values(domains), var)
+    walls = plateau_share(*_lattice_values(_three_domains), var)
     tilted = plateau_share(*_lattice_values(lambda x, y: 0.4 + 0.01 * x - 0.02 * y), var)
     curved = plateau_share(*_lattice_values(lambda x, y: 0.5 + 0.3 * np.sin(x) * np.cos(y)),
                            var)
     assert walls > 0.5 and tilted > 0.9
     assert curved < 0.2
-    assert residual_share(*_lattice_values(domains)) < 0.4  # what residual_share alone saw
+    assert residual_share(*_lattice_values(_three_domains)) < 0.4  # what residual_share alone saw
 
 
 def _run(engine, f, n):
@@ -146,9 +147,6 @@ def test_engine_skips_the_second_pass_only_where_the_error_is_localised(f, secon
 
 @pytest.mark.parametrize("plateaus, second_pass", [(None, True), (0.45, False)])
 def test_plateau_share_skips_the_second_pass_over_domains(plateaus, second_pass):
-    def domains(x, y):
-        return 0.2 + 0.3 * (x > -3) + 0.3 * (y > 4)
-
     e = Engine(cfg({"method": "raster", "n_points": 196, "localised_share": 0.4,
                     "plateau_share": plateaus}, {"max_points": 1000}))
     noise = np.random.default_rng(0).normal(0, 0.003, 200)
@@ -156,7 +154,7 @@ def test_plateau_share_skips_the_second_pass_over_domains(plateaus, second_pass)
     for seq in range(first_pass_size(196, 2)):
         pos = e.ask(1, current_position=pos).points[0]
         e.tell(Measurement(run_uid="r", seq=seq, positions=pos,
-                           values={"det": float(domains(pos["x"], pos["y"]) + noise[seq])},
+                           values={"det": float(_three_domains(pos["x"], pos["y"]) + noise[seq])},
                            variances={"det": 0.003 ** 2}))
     e.release(e.ask(1, current_position=pos).points)  # the decision is taken at this ask
     assert e.raster_decision["residual_share"] < 0.4
