@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from scipy.stats import qmc
 
@@ -13,10 +11,9 @@ TOP_FRACTION = 0.1
 PLATEAU_Z = 3.0
 
 
-def initial_design(method: str, n: int, d: int, seed: int, interleaved: bool = False,
-                   shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """The start-up design: (n, d) points in [0, 1]^d, Sobol (scrambled), Latin hypercube, or
-    a raster (of ``shape``, points per axis slowest first; default :func:`raster_shape`).
+def initial_design(method: str, n: int, d: int, seed: int, interleaved: bool = False
+                   ) -> np.ndarray:
+    """The start-up design: (n, d) points in [0, 1]^d, Sobol (scrambled) or Latin hypercube.
 
     Sobol is drawn in a power-of-two block and truncated; truncation keeps it space filling
     well enough for a start-up design and avoids scipy's balance warning.
@@ -27,36 +24,36 @@ def initial_design(method: str, n: int, d: int, seed: int, interleaved: bool = F
     if method == "lhs":
         return qmc.LatinHypercube(d, seed=seed).random(n)
     if method == "raster":
-        return raster(shape or raster_shape(n, d), interleaved)[:n]
+        return raster(n, d, interleaved)
     raise ValueError(f"initial design method {method!r} unknown; use 'sobol', 'lhs' or 'raster'")
 
 
-def raster(shape: tuple[int, ...], interleaved: bool = False) -> np.ndarray:
-    """The regular grid of ``shape`` (points per axis, slowest first; edges included) as
-    (prod(shape), d) points in boustrophedon (serpentine) order, so that consecutive points
-    are neighbours: the cheapest way to cover the space when moves cost time.
+def raster(n: int, d: int, interleaved: bool = False) -> np.ndarray:
+    """A coarse regular grid of :func:`raster_shape` (n, d) points, edges included, in
+    boustrophedon (serpentine) order so that consecutive points are neighbours: the cheapest
+    way to cover the space when moves cost time. Truncated to n points.
 
     ``interleaved``: the same grid in two passes, the even planes of the slowest axis first
     (rows, in 2-D), then the odd ones on the way back; each pass is a serpentine and every
     move but one per row change is to a neighbour. The first pass alone is a complete
     raster at twice the spacing along the slowest axis (:func:`first_pass_size` points).
     """
-    axes = [np.linspace(0.0, 1.0, k) for k in shape]
+    axes = [np.linspace(0.0, 1.0, k) for k in raster_shape(n, d)]
     if not interleaved:
-        return _snake(axes)
+        return _snake(axes)[:n]
     first = _snake([axes[0][0::2]] + axes[1:])
     second = _snake([axes[0][1::2][::-1]] + axes[1:])
     mirrored = second.copy()
     mirrored[:, -1] = 1.0 - mirrored[:, -1]  # the same pass, fastest axis run the other way
     if np.abs(mirrored[0] - first[-1]).max() < np.abs(second[0] - first[-1]).max():
         second = mirrored
-    return np.vstack([first, second])
+    return np.vstack([first, second])[:n]
 
 
 def raster_shape(n: int, d: int) -> tuple[int, ...]:
     """Points per axis (slowest first) of the raster of n points: k+1 on the j fastest axes
-    and k on the others when n = k^(d-j) (k+1)^j, else k = ceil(n^(1/d)) on every axis
-    (then truncated)."""
+    and k on the others when n = k^(d-j) (k+1)^j (:func:`raster_sizes`), else k = ceil(n^(1/d))
+    on every axis (then truncated)."""
     k = max(int(np.floor(n ** (1.0 / d) + 1e-9)), 2)
     for j in range(d + 1):
         if k ** (d - j) * (k + 1) ** j == n:
@@ -64,39 +61,16 @@ def raster_shape(n: int, d: int) -> tuple[int, ...]:
     return (max(int(np.ceil(n ** (1.0 / d) - 1e-9)), 2),) * d
 
 
-def raster_fitting(n: int, d: int, fits: Callable[[tuple[int, ...]], bool]
-                   ) -> tuple[int, ...]:
-    """The finest raster shape (points per axis, slowest first) of at most n points that
-    ``fits`` a budget (which must hold for every smaller shape where it holds for a larger
-    one): the most points a on every axis, then the most points b on the fastest, from a
-    to 2a (cells at most twice as long as wide), (a,) * (d-1) + (b,); (2,) * d if none
-    fits.
-
-    Points along the fastest axis cost only their exposure, while every plane of the slow
-    axes costs a traversal of the fastest, so where the next square raster no longer fits
-    the remaining beamtime buys points along the fastest axis (9 x 11 rather than 9 x 10
-    for an interleaved raster in a third of the 20 x 20 raster's beamtime; median RMSE of
-    the GP map 1.02 rather than 1.07 to 1.11 times the 10 x 10 raster's on the
-    smooth and texture tuning families of benchmarks/bench_map_kinds.py)."""
-    k = max(int(np.floor(n ** (1.0 / d) + 1e-9)), 2)
-    a = _largest(2, k, lambda a: fits((a,) * d)) or 2
-    b = _largest(a, min(n // a ** (d - 1), 2 * a), lambda b: fits((a,) * (d - 1) + (b,))) or a
-    return (a,) * (d - 1) + (b,)
+def raster_sizes(k: int, d: int) -> list[int]:
+    """Full raster sizes from k^d to (k+1)^d, one axis more at a time: the steps a raster
+    sized to a budget may take (a square grid alone wastes up to a row of beamtime)."""
+    return [k ** (d - j) * (k + 1) ** j for j in range(d + 1)]
 
 
-def _largest(lo: int, hi: int, ok: Callable[[int], bool]) -> int | None:
-    """The largest integer in [lo, hi] where the monotone ``ok`` holds (bisection); None."""
-    if hi < lo or not ok(lo):
-        return None
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if ok(mid) else (lo, mid - 1)
-    return lo
-
-
-def first_pass_size(shape: tuple[int, ...]) -> int:
-    """Points in the first pass of ``raster(shape, interleaved=True)``."""
-    return (shape[0] + 1) // 2 * int(np.prod(shape[1:]))
+def first_pass_size(n: int, d: int) -> int:
+    """Points in the first pass of ``raster(n, d, interleaved=True)``."""
+    shape = raster_shape(n, d)
+    return min((shape[0] + 1) // 2 * int(np.prod(shape[1:])), n)
 
 
 def residual_share(x: np.ndarray, y: np.ndarray) -> float:

@@ -25,7 +25,7 @@ from agent.design import (
     initial_design,
     plateau_share,
     raster,
-    raster_fitting,
+    raster_sizes,
     residual_share,
 )
 from agent.errors import AgentError, MessageError
@@ -59,13 +59,12 @@ class Engine:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self._lock = threading.RLock()
         self._rng = np.random.default_rng(config.seed)
-        shape = self._shape = design_shape(config, self.space.d)
+        n0 = self._n0 = design_size(config, self.space.d)
         design = config.initial_design
-        n0 = self._n0 = design.n_points if shape is None else int(np.prod(shape))
         self._design = initial_design(design.method, n0, self.space.d, config.seed,
-                                      design.interleaved, shape)
+                                      design.interleaved)
         #: an interleaved raster's first pass; None once the second pass is decided
-        self._first_pass = first_pass_size(shape) if design.interleaved else None
+        self._first_pass = first_pass_size(n0, self.space.d) if design.interleaved else None
         #: {"residual_share", "plateau_share", "second_pass"} once decided
         self.raster_decision: dict | None = None
         # spare points for failed or lost design points
@@ -479,8 +478,8 @@ class Engine:
                 "training": {"running": tr.running, "n_trainings": tr.n_trainings,
                              "last_n": tr.last_n, "last_duration_s": tr.last_duration_s,
                              "next_at": self._next_train, "last_error": tr.last_error},
-                "initial_design": {"n_points": self._n0, "raster_shape": self._shape,
-                                   "raster_decision": self.raster_decision},
+                "initial_design": {"n_points": self._n0, "raster_decision":
+                                   self.raster_decision},
                 "last_proposal": self._last, "acquisition_function":
                     self.config.acquisition_name, "mode": self.config.mode,
             }
@@ -613,35 +612,30 @@ class Engine:
 
 
 def design_size(config: EngineConfig, d: int) -> int:
-    """Points in the start-up design: ``initial_design.n_points``, or its raster's
-    (:func:`design_shape`)."""
-    shape = design_shape(config, d)
-    return config.initial_design.n_points if shape is None else int(np.prod(shape))
-
-
-def design_shape(config: EngineConfig, d: int) -> tuple[int, ...] | None:
-    """Points per axis (slowest first) of the start-up raster; None for other designs.
-
-    The largest full k^d raster (k >= 2) within n_points and within ``budget_fraction``
-    (default a third) of ``stop.max_points``, so that the coarse raster always covers the
-    whole space (a raster cut short by the point budget leaves part of the sample unseen).
-    With ``budget_fraction``, the raster within those points and that fraction of the
-    beamtime (:func:`raster_beamtime_s`) with the most points per axis, then the most
-    along the fastest (:func:`agent.design.raster_fitting`). The budget is the run's
+    """Points in the start-up design. ``initial_design.n_points``, except for a raster: the
+    largest full k^d raster (k >= 2) within n_points and within ``budget_fraction`` (default
+    a third) of ``stop.max_points``, so that the coarse raster always covers the whole space
+    (a raster cut short by the point budget leaves part of the sample unseen). With
+    ``budget_fraction`` the raster may have k+1 points on some axes
+    (:func:`agent.design.raster_sizes`), and with a time budget it also fits that fraction
+    of the beamtime (:func:`raster_beamtime_s`). The budget is the run's
     (:func:`run_budget`)."""
     design = config.initial_design
+    n = design.n_points
     if design.method != "raster":
-        return None
-    n, fraction = design.n_points, design.budget_fraction
+        return n
+    fraction = design.budget_fraction
     max_points, max_time_s = run_budget(config)
     if max_points is not None:
         n = min(n, int(max_points * (fraction or 1 / 3) + 1e-9))
+    k = max(int(np.floor(max(n, 1) ** (1.0 / d) + 1e-9)), 2)
     if fraction is None:
-        return (max(int(np.floor(max(n, 1) ** (1.0 / d) + 1e-9)), 2),) * d
-    if max_time_s is None:
-        return raster_fitting(n, d, lambda shape: True)
-    return raster_fitting(n, d, lambda shape: raster_beamtime_s(config, shape)
-                          <= fraction * max_time_s + 1e-9)
+        return k ** d
+    sizes = [m for j in range(k, 1, -1) for m in raster_sizes(j, d)[::-1] if m <= n]
+    for m in sorted(set(sizes), reverse=True):
+        if max_time_s is None or raster_beamtime_s(config, m) <= fraction * max_time_s + 1e-9:
+            return m
+    return 2 ** d
 
 
 def run_budget(config: EngineConfig) -> tuple[int | None, float | None]:
@@ -655,18 +649,18 @@ def run_budget(config: EngineConfig) -> tuple[int | None, float | None]:
     return points, time_s
 
 
-def raster_beamtime_s(config: EngineConfig, shape: tuple[int, ...]) -> float:
-    """Beamtime (s) of the raster of ``shape`` the config runs (serpentine, or interleaved
+def raster_beamtime_s(config: EngineConfig, n: int) -> float:
+    """Beamtime (s) of the raster of n points the config runs (serpentine, or interleaved
     with ``localised_share``; :func:`agent.design.raster`): overhead_s per point plus the
     moves (motors in parallel, :func:`agent.travel.path_time_s`).
 
-    An interleaved raster's row changes are two steps long, so it has fewer points than
+    An interleaved raster's row changes are two steps long, so it is one row coarser than
     the single-pass raster of the same beamtime. Sizing it as the single-pass raster and
     letting the budget cut the end of its second pass was measured worse (an unmeasured
     corner costs more than the coarser rows; ripple at T/3: RMSE 0.22 vs 0.10,
     benchmarks/bench_map_kinds.py --budgeted, seed 0)."""
     space = Space(config)
-    pts = space.to_eng(raster(shape, config.initial_design.interleaved))
+    pts = space.to_eng(raster(n, space.d, config.initial_design.interleaved))
     return len(pts) * config.overhead_s + path_time_s(list(range(len(pts))), pts, pts[0],
                                                       space.velocity)
 

@@ -9,10 +9,11 @@ from agent.design import (
     first_pass_size,
     plateau_share,
     raster,
-    raster_fitting,
+    raster_shape,
+    raster_sizes,
     residual_share,
 )
-from agent.engine import Engine, design_shape, design_size, raster_beamtime_s
+from agent.engine import Engine, design_size, raster_beamtime_s
 from agent.messages import Measurement
 
 
@@ -28,43 +29,30 @@ def cfg(design, stop=None):
 def test_raster_beamtime_counts_overhead_and_neighbour_moves():
     # 20 x 20 over 20 mm: 400 * 0.5 s + 399 moves of 20/19 mm at 5 mm/s
     c = cfg({"method": "raster", "n_points": 400})
-    assert raster_beamtime_s(c, (20, 20)) == pytest.approx(400 * 0.5 + 399 * (20 / 19) / 5.0)
+    assert raster_beamtime_s(c, 400) == pytest.approx(400 * 0.5 + 399 * (20 / 19) / 5.0)
     # interleaved: each pass's 9 row changes are 2 steps long
     c = cfg({"method": "raster", "n_points": 400, "localised_share": 0.4})
-    assert raster_beamtime_s(c, (20, 20)) == pytest.approx(400 * 0.5 + 417 * (20 / 19) / 5.0)
+    assert raster_beamtime_s(c, 400) == pytest.approx(400 * 0.5 + 417 * (20 / 19) / 5.0)
     # 19 rows of 20: 18 row changes of 20/18 mm, 19 * 19 steps of 20/19 mm along the rows
+    assert raster_shape(380, 2) == (19, 20)
     c = cfg({"method": "raster", "n_points": 400})
-    assert raster_beamtime_s(c, (19, 20)) == pytest.approx(
+    assert raster_beamtime_s(c, 380) == pytest.approx(
         380 * 0.5 + (18 * 20 / 18 + 19 * 19 * 20 / 19) / 5.0)
 
 
 @pytest.mark.parametrize("fraction, budget", [(1.0, 284.1), (0.5, 284.1), (1.0, 95.0)])
 @pytest.mark.parametrize("interleaved", [False, True])
-def test_budget_fraction_sizes_the_finest_raster_that_fits(fraction, budget, interleaved):
+def test_budget_fraction_sizes_the_largest_raster_that_fits(fraction, budget, interleaved):
     design = {"method": "raster", "n_points": 10_000, "budget_fraction": fraction}
     if interleaved:
         design["localised_share"] = 0.4
     c = cfg(design, {"max_points": 100_000, "max_time_s": budget})
-    a, b = design_shape(c, 2)
+    m = design_size(c, 2)
     if budget == 284.1 and fraction == 1.0:  # the beamtime of the 20 x 20 serpentine
-        assert (a, b) == ((20, 20) if not interleaved else (19, 21))
-    assert design_size(c, 2) == a * b
-    assert a <= b <= 2 * a
-    assert raster_beamtime_s(c, (a, b)) <= fraction * budget
-    # neither a row more nor a point more per row fits
-    assert raster_beamtime_s(c, (a + 1, a + 1)) > fraction * budget
-    assert b == 2 * a or raster_beamtime_s(c, (a, b + 1)) > fraction * budget
-
-
-def test_raster_fitting_adds_points_along_the_fastest_axis_only_where_rows_do_not_fit():
-    assert raster_fitting(100, 2, lambda s: True) == (10, 10)
-    assert raster_fitting(120, 2, lambda s: True) == (10, 12)  # within the point budget
-    assert raster_fitting(10_000, 2, lambda s: s[0] * s[1] <= 99) == (9, 11)
-    assert raster_fitting(10_000, 2, lambda s: s[0] * s[1] <= 40) == (6, 6)
-    assert raster_fitting(10_000, 2, lambda s: s[0] + s[1] <= 9) == (4, 5)
-    assert raster_fitting(10_000, 3, lambda s: np.prod(s) <= 200) == (5, 5, 8)
-    assert raster_fitting(10_000, 2, lambda s: False) == (2, 2)  # nothing fits
-    assert raster_fitting(10_000, 1, lambda s: s[0] <= 37) == (37,)
+        assert m == (400 if not interleaved else 380)
+    sizes = sorted({s for k in range(2, 30) for s in raster_sizes(k, 2)})
+    assert raster_beamtime_s(c, m) <= fraction * budget
+    assert raster_beamtime_s(c, sizes[sizes.index(m) + 1]) > fraction * budget
 
 
 def test_budget_fraction_of_a_point_budget():
@@ -83,11 +71,11 @@ def test_localised_share_must_be_a_fraction():
 
 @pytest.mark.parametrize("k", [4, 5, 10])
 def test_interleaved_raster_is_the_same_grid_in_two_serpentine_passes(k):
-    plain, inter = raster((k, k)), raster((k, k), interleaved=True)
+    plain, inter = raster(k * k, 2), raster(k * k, 2, interleaved=True)
     assert sorted(map(tuple, plain.round(9))) == sorted(map(tuple, inter.round(9)))
-    n1 = first_pass_size((k, k))
+    n1 = first_pass_size(k * k, 2)
     assert n1 == ((k + 1) // 2) * k
-    assert first_pass_size((k, k + 1)) == ((k + 1) // 2) * (k + 1)
+    assert first_pass_size(k * (k + 1), 2) == ((k + 1) // 2) * (k + 1)
     step = 1.0 / (k - 1)
     for part in (inter[:n1], inter[n1:]):
         hops = np.max(np.abs(np.diff(part, axis=0)), axis=1)
@@ -99,7 +87,8 @@ def test_interleaved_raster_is_the_same_grid_in_two_serpentine_passes(k):
 
 
 def _lattice_values(f, k=14, seed=0):
-    u = raster((k, k), interleaved=True)[:first_pass_size((k, k))]
+    n = k * k
+    u = raster(n, 2, interleaved=True)[:first_pass_size(n, 2)]
     x = u * 20 - 10
     noise = np.random.default_rng(seed).normal(0, 0.003, len(u))
     return u, f(x[:, 0], x[:, 1]) + noise
@@ -120,7 +109,7 @@ def _three_domains(x, y):
 def test_plateau_share_is_high_between_walls_and_low_on_curved_maps():
     # a coarse first pass over three domains: the walls cross many points, so the residuals
     # look spread, but most points sit on a plateau (noise 0.003, as _lattice_values)
-    var = np.full(first_pass_size((14, 14)), 0.003 ** 2)
+    var = np.full(first_pass_size(14 * 14, 2), 0.003 ** 2)
     walls = plateau_share(*_lattice_values(_three_domains), var)
     tilted = plateau_share(*_lattice_values(lambda x, y: 0.4 + 0.01 * x - 0.02 * y), var)
     curved = plateau_share(*_lattice_values(lambda x, y: 0.5 + 0.3 * np.sin(x) * np.cos(y)),
@@ -148,7 +137,7 @@ def _run(engine, f, n):
 def test_engine_skips_the_second_pass_only_where_the_error_is_localised(f, second_pass):
     e = Engine(cfg({"method": "raster", "n_points": 100, "localised_share": 0.4},
                    {"max_points": 1000}))
-    n1 = first_pass_size((10, 10))
+    n1 = first_pass_size(100, 2)
     assert _run(e, f, n1) == ("initial_design" if second_pass else "gp")
     assert e.raster_decision["second_pass"] is second_pass
     if second_pass:  # the second pass runs to the end of the raster, then the GP takes over
@@ -162,7 +151,7 @@ def test_plateau_share_skips_the_second_pass_over_domains(plateaus, second_pass)
                     "plateau_share": plateaus}, {"max_points": 1000}))
     noise = np.random.default_rng(0).normal(0, 0.003, 200)
     pos = None
-    for seq in range(first_pass_size((14, 14))):
+    for seq in range(first_pass_size(196, 2)):
         pos = e.ask(1, current_position=pos).points[0]
         e.tell(Measurement(run_uid="r", seq=seq, positions=pos,
                            values={"det": float(_three_domains(pos["x"], pos["y"]) + noise[seq])},
