@@ -112,6 +112,12 @@ class TrainingConfig(_Strict):
     n_restarts: int = Field(default=3, ge=1)
     max_iter: int = Field(default=200, ge=1)
     length_scale_bounds: tuple[PositiveFloat, PositiveFloat] = (0.005, 2.0)
+    length_scale_floor: Fraction | None = Field(
+        default=None, description="raise the lower length-scale bound to this fraction of "
+        "the measured points' median nearest-neighbour distance (agent.training."
+        "length_scale_floor): the data say nothing about correlation at shorter range, and a "
+        "length scale there makes the posterior mean fall back to the prior between "
+        "neighbouring points. None: length_scale_bounds alone")
     background: bool = True
 
 

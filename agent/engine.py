@@ -38,6 +38,7 @@ from agent.training import (
     area_median,
     hyperparameter_bounds,
     initial_hyperparameters,
+    length_scale_floor,
     make_gp,
     schedule_next,
 )
@@ -243,9 +244,17 @@ class Engine:
         v = max(float(np.var(z)), 1e-12)
         return [KernelStart(k, self._hps if k == self._kernel and self._hps is not None else
                             initial_hyperparameters(k, v, self.space.d, INITIAL_LENGTH_SCALE),
-                            hyperparameter_bounds(z, self.space.d,
-                                                  self.config.training.length_scale_bounds, k))
+                            hyperparameter_bounds(z, self.space.d, self._length_scale_bounds(), k))
                 for k in names]
+
+    def _length_scale_bounds(self) -> tuple[float, float]:
+        """TrainingConfig.length_scale_bounds, the lower raised to length_scale_floor."""
+        t = self.config.training
+        lo, hi = t.length_scale_bounds
+        if t.length_scale_floor is None:
+            return lo, hi
+        return min(max(lo, length_scale_floor(np.array(self._x), t.length_scale_floor)),
+                   hi / 2), hi
 
     def _install(self, gp, hps: np.ndarray, n_snapshot: int, duration_s: float) -> None:
         with self._lock:

@@ -51,7 +51,8 @@ def one(n: int, d: int, cycles: int, settings: dict) -> dict:
         "coordinates": [{"name": f"c{i}", "low": 0, "high": 1, "velocity": 1.0}
                         for i in range(d)],
         "value": "v", "stop": {"max_points": 100_000}, "overhead_s": 0.5,
-        "training": {"schedule": "every", "first_at": 10, "every": 10}, **settings})
+        **settings, "training": {**settings.get("training", {}), "schedule": "every",
+                                 "first_at": 10, "every": 10}})
     x0 = rng.random((n, d))
     eng = Engine.from_measurements(config, [measurement(x, i, rng) for i, x in enumerate(x0)])
     eng.wait_for_training(600)  # start from trained hyperparameters

@@ -475,9 +475,9 @@ def gpcam_example(seed: int = 0, n: int = 300) -> dict:
     lo, hi = np.array([3.0, 4.0]), np.array([45.8, 47.0])
     base = {"coordinates": [{"name": "x", "low": 3.0, "high": 45.8},
                             {"name": "y", "low": 4.0, "high": 47.0}], "value": "y",
-            "training": {"background": False}, "seed": seed,
-            **{k: v for k, v in mq.AGENT_CONFIG.items() if k not in ("overhead_s",
-                                                                     "coordinates")}}
+            "seed": seed, **{k: v for k, v in mq.AGENT_CONFIG.items()
+                             if k not in ("overhead_s", "coordinates")}}
+    base["training"] = {**base.get("training", {}), "background": False}
     base["initial_design"] = {**base.get("initial_design", {}), "n_points": 10}
     cfg = make_engine_config({**base, "stop": {"max_points": n}})
     score_cfg = make_engine_config({**base, "stop": {"max_points": n + 1}})

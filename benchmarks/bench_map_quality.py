@@ -90,8 +90,10 @@ def config(n_max: int, overrides: dict | None = None, agent: bool = True):
     coord = {"low": -HALF, "high": HALF, "units": "mm", "velocity": SETUP["velocity_mm_s"]}
     base = {"coordinates": [{"name": "x", **coord}, {"name": "y", **coord}], "value": "det",
             "stop": {"max_points": n_max}, "overhead_s": SETUP["overhead_s"],
-            "training": {"background": False}, "seed": 0, **(AGENT_CONFIG if agent else {})}
-    for k, v in (overrides or {}).items():
+            "training": {"background": False}, "seed": 0}
+    # the agent's settings, then the overrides; a dict section is merged into the one before
+    # (the agent's training settings keep the benchmark's foreground training)
+    for k, v in [*(AGENT_CONFIG.items() if agent else ()), *(overrides or {}).items()]:
         base[k] = {**base[k], **v} if isinstance(v, dict) and isinstance(base.get(k), dict) else v
     return make_engine_config(base)
 
