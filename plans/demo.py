@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -88,10 +89,16 @@ def check_configs(args: argparse.Namespace) -> str | None:
 
 
 def prepare_output(out: Path) -> None:
+    """Create ``out`` and remove an earlier run's documents, agent state (files and
+    folders such as ``agent/run_sessions``), summary and error log: the agent would
+    otherwise recover the earlier run's log. Other files are kept."""
     out.mkdir(parents=True, exist_ok=True)
     for stale in [*out.glob("documents/*.jsonl"), *out.glob("agent/*"),
                   *out.glob("summary.json"), *out.glob("demo-error.log")]:
-        stale.unlink()  # an earlier run's; its agent log would be recovered otherwise
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        else:
+            stale.unlink()
     (out / "documents").mkdir(exist_ok=True)
 
 
