@@ -238,13 +238,15 @@ class Engine:
                                 prior_mean=self._prior_mean(), seed=self.config.seed + n)
 
     def _kernel_starts(self) -> list[KernelStart]:
-        """The kernels to train (two for 'auto'), each from its last hyperparameters."""
+        """The kernels to train (AUTO_KERNELS for 'auto'), each from its last
+        hyperparameters."""
         z = self._hp_scale_y()
         names = AUTO_KERNELS if self.config.kernel == "auto" else (self.config.kernel,)
         v = max(float(np.var(z)), 1e-12)
+        scales = self._length_scale_bounds()  # one nearest-neighbour query for all kernels
         return [KernelStart(k, self._hps if k == self._kernel and self._hps is not None else
                             initial_hyperparameters(k, v, self.space.d, INITIAL_LENGTH_SCALE),
-                            hyperparameter_bounds(z, self.space.d, self._length_scale_bounds(), k))
+                            hyperparameter_bounds(z, self.space.d, scales, k))
                 for k in names]
 
     def _length_scale_bounds(self) -> tuple[float, float]:
